@@ -1,0 +1,84 @@
+#include "core/common.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+
+namespace dfkd {
+
+Error translate(std::exception_ptr e, const char* code, const std::string& context) {
+  const std::string pre = context.empty() ? "" : context + ": ";
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return err;
+  } catch (const c10::OutOfMemoryError& err) {
+    return Error("E_OOM", pre + "out of memory: " + err.what_without_backtrace() +
+                              " (use a smaller batch size)");
+  } catch (const c10::Error& err) {
+    std::string msg = err.what_without_backtrace();
+    if (msg.find("out of memory") != std::string::npos || msg.find("DefaultCPUAllocator") != std::string::npos)
+      return Error("E_OOM", pre + msg + " (use a smaller batch size)");
+    return Error(code, pre + msg);
+  } catch (const std::bad_alloc&) {
+    return Error("E_OOM", pre + "out of memory (std::bad_alloc); use a smaller batch size");
+  } catch (const std::exception& err) {
+    return Error(code, pre + err.what());
+  } catch (...) {
+    return Error(code, pre + "unknown error");
+  }
+}
+
+std::string shape_str(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::vector<int64_t> to_shape(const std::vector<double>& v) {
+  std::vector<int64_t> out;
+  for (double d : v) out.push_back(static_cast<int64_t>(d));
+  return out;
+}
+
+Json tensor_list(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous().view(-1);
+  Json::Array a;
+  auto p = c.data_ptr<double>();
+  for (int64_t i = 0; i < c.numel(); ++i) a.emplace_back(p[i]);
+  return Json(a);
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) fail("E_IO", "cannot write " + tmp);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.flush();
+    if (!f) { std::remove(tmp.c_str()); fail("E_IO", "write failed: " + tmp); }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail("E_IO", "cannot rename " + tmp + " to " + path);
+  }
+}
+
+std::string read_file(const std::string& path, const char* missing_code) {
+  if (!file_exists(path)) fail(missing_code, "file not found: " + path);
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(missing_code, "cannot open " + path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace dfkd

@@ -1,0 +1,28 @@
+// Shared includes and helpers of the core (pure C++17 + libtorch; no N-API here).
+#pragma once
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/json.h"
+
+namespace dfkd {
+
+// Maps whatever was thrown to a coded dfkd::Error: c10::OutOfMemoryError -> E_OOM,
+// other c10::Error -> `code` (message without the C++ backtrace), dfkd::Error unchanged.
+Error translate(std::exception_ptr e, const char* code, const std::string& context);
+
+std::string shape_str(at::IntArrayRef s);
+std::vector<int64_t> to_shape(const std::vector<double>& v);
+Json tensor_list(const torch::Tensor& t);  // 1-D tensor -> JSON array of numbers
+
+// Atomic file write: write to path + ".tmp-<pid>", then rename over path.
+void write_file_atomic(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path, const char* missing_code);
+bool file_exists(const std::string& path);
+
+}  // namespace dfkd

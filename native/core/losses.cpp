@@ -1,0 +1,86 @@
+#include "core/losses.h"
+
+#include <torch/fft.h>
+
+namespace dfkd::losses {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor kd_kl(const torch::Tensor& s, const torch::Tensor& t, double T) {
+  auto log_p_s = torch::log_softmax(s / T, 1);
+  auto p_t = torch::softmax(t / T, 1);
+  return F::kl_div(log_p_s, p_t, F::KLDivFuncOptions().reduction(torch::kBatchMean)) * (T * T);
+}
+
+torch::Tensor l1_logits(const torch::Tensor& s, const torch::Tensor& t) { return (s - t).abs().mean(); }
+
+torch::Tensor discrepancy(const std::string& kind, const torch::Tensor& s, const torch::Tensor& t, double T) {
+  if (kind == "l1") return l1_logits(s, t);
+  if (kind == "kl") return kd_kl(s, t, T);
+  fail("E_CONFIG", "unknown discrepancy '" + kind + "' (use 'l1' or 'kl')");
+}
+
+std::pair<torch::Tensor, torch::Tensor> channel_mean_std(const torch::Tensor& act) {
+  auto a = act.dim() == 2 ? act : act.transpose(0, 1).reshape({act.size(1), -1}).t();  // [M, C]
+  auto mean = a.mean(0);
+  auto var = a.var(0, /*unbiased=*/false);
+  return {mean, (var + 1e-8).sqrt()};
+}
+
+torch::Tensor bn_stats(const torch::Tensor& act, const torch::Tensor& run_mean, const torch::Tensor& run_var) {
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < act.dim(); ++d) dims.push_back(d);
+  auto mean = act.mean(dims);
+  auto var = act.var(dims, /*unbiased=*/false);
+  return torch::norm(run_var - var, 2) + torch::norm(run_mean - mean, 2);
+}
+
+torch::Tensor feature_stats(const torch::Tensor& act, const torch::Tensor& mean, const torch::Tensor& std,
+                            bool squared) {
+  auto [m, s] = channel_mean_std(act);
+  if (squared) return (mean - m).pow(2).sum() + (std - s).pow(2).sum();
+  return torch::norm(mean - m, 2) + torch::norm(std - s, 2);
+}
+
+torch::Tensor spectrum(const torch::Tensor& act, bool power) {
+  auto a = act.dim() == 4 ? act : act.view({act.size(0), act.size(1), 1, -1});
+  auto amp = torch::fft::rfft2(a.to(torch::kFloat32), c10::nullopt, {-2, -1}, "ortho").abs();
+  return (power ? amp.pow(2) : amp).mean(0);
+}
+
+torch::Tensor spectral(const torch::Tensor& act, const torch::Tensor& target, bool power) {
+  return (spectrum(act, power) - target).pow(2).mean();
+}
+
+std::pair<torch::Tensor, torch::Tensor> tv(const torch::Tensor& x) {
+  using torch::indexing::Slice;
+  auto d1 = x.index({Slice(), Slice(), Slice(), Slice(c10::nullopt, -1)}) - x.index({Slice(), Slice(), Slice(), Slice(1, c10::nullopt)});
+  auto d2 = x.index({Slice(), Slice(), Slice(c10::nullopt, -1), Slice()}) - x.index({Slice(), Slice(), Slice(1, c10::nullopt), Slice()});
+  auto d3 = x.index({Slice(), Slice(), Slice(1, c10::nullopt), Slice(c10::nullopt, -1)}) - x.index({Slice(), Slice(), Slice(c10::nullopt, -1), Slice(1, c10::nullopt)});
+  auto d4 = x.index({Slice(), Slice(), Slice(c10::nullopt, -1), Slice(c10::nullopt, -1)}) - x.index({Slice(), Slice(), Slice(1, c10::nullopt), Slice(1, c10::nullopt)});
+  auto l1 = d1.abs().mean() + d2.abs().mean() + d3.abs().mean() + d4.abs().mean();
+  auto l2 = torch::norm(d1) + torch::norm(d2) + torch::norm(d3) + torch::norm(d4);
+  return {l1, l2};
+}
+
+torch::Tensor l2_prior(const torch::Tensor& x) { return x.view({x.size(0), -1}).norm(2, 1).mean(); }
+
+torch::Tensor adi_competition(const torch::Tensor& s, const torch::Tensor& t, double T) {
+  auto P = torch::softmax(s / T, 1).clamp(0.01, 0.99);
+  auto Q = torch::softmax(t / T, 1).clamp(0.01, 0.99);
+  auto M = (0.5 * (P + Q)).clamp(0.01, 0.99);
+  auto opts = F::KLDivFuncOptions().reduction(torch::kBatchMean);
+  auto js = 0.5 * F::kl_div(P.log(), M, opts) + 0.5 * F::kl_div(Q.log(), M, opts);
+  return 1.0 - js.clamp(0.0, 1.0);
+}
+
+torch::Tensor dafl_onehot(const torch::Tensor& t) { return torch::cross_entropy_loss(t, t.argmax(1)); }
+
+torch::Tensor dafl_activation(const torch::Tensor& f) { return -f.abs().mean(); }
+
+torch::Tensor dafl_entropy(const torch::Tensor& t) {
+  auto p = torch::softmax(t, 1).mean(0);
+  return (p * torch::log10(p + 1e-12)).sum();  // DAFL_train.py: (softmax_o_T * torch.log10(softmax_o_T)).sum()
+}
+
+}  // namespace dfkd::losses

@@ -1,0 +1,38 @@
+// Spectral feature matching: optimize x so that the 2-D Fourier spectra of the tapped layers'
+// activations match the teacher's on real data:
+//   min_x sum_l w_l * || E_batch|rfft2(phi^l(x))| - E_data|rfft2(phi_T^l)| ||_F^2 / ||target||_F^2
+// Choice (documented in README): the *amplitude* spectrum (not power: squaring lets the DC bin
+// dominate by orders of magnitude), rfft2 with norm="ortho" (bins on the same scale for any grid
+// size, Parseval holds without factors), linear (a log needs an epsilon and over-weights
+// near-empty high frequencies), normalized per layer by the target's energy so that layers of
+// different size and scale weigh alike. `spectrum: "power"` selects the power spectrum.
+// Without a stats file, a BN teacher yields only the constraints its statistics imply: the DC
+// bin (= channel mean) and the total power (Parseval: mean^2 + var).
+#include "core/synth/synth.h"
+
+namespace dfkd {
+
+std::vector<LayerTarget> stats_targets(Teacher& teacher, const Stats* stats, const std::vector<int64_t>& shape,
+                                       const std::vector<double>& weights);
+
+InputSynthConfig spectral_config(const Json& spec, Teacher& teacher, const Stats* stats,
+                                 const std::vector<int64_t>& shape) {
+  InputSynthConfig c;
+  c.batch = 256;
+  c.iterations = 2000;
+  c.lr = 0.25;
+  c.betas = {0.5, 0.9};
+  c.lr_schedule = "cosine";
+  c.ce = 1.0;
+  c.spectral = 1.0;
+  c.tv_l2 = 1e-4;
+  c.l2 = 1e-5;
+  apply_common(c, spec);
+  c.layers = stats_targets(teacher, stats, shape, spec.nums("layerWeights"));
+  bool any = false;
+  for (auto& l : c.layers) any = any || l.spectrum.defined() || (l.bn_mean.defined());
+  if (!any) fail("E_STATS_INVALID", "the stats file holds no spectra (made by an older dfkd?): recompute it with `dfkd stats`");
+  return c;
+}
+
+}  // namespace dfkd

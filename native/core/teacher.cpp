@@ -1,0 +1,150 @@
+#include "core/teacher.h"
+
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/serialization/import.h>
+
+#include <sstream>
+
+namespace dfkd {
+
+static const char* kMetaFile = "dfkd.json";
+
+torch::jit::Module load_module(const std::string& path, torch::Device device, Json* meta) {
+  std::string bytes = read_file(path, "E_MODEL_NOT_FOUND");
+  torch::jit::ExtraFilesMap extra{{kMetaFile, ""}};
+  torch::jit::Module m;
+  try {
+    std::istringstream in(bytes);
+    m = torch::jit::load(in, device, extra);
+  } catch (...) {
+    Error e = translate(std::current_exception(), "E_MODEL_INVALID", "");
+    if (e.code == "E_OOM") throw e;
+    throw Error("E_MODEL_INVALID", path + " is not a TorchScript model file (" +
+                                       std::string(e.what()).substr(0, 300) + ")");
+  }
+  if (meta) {
+    *meta = Json(Json::Object{});
+    if (!extra[kMetaFile].empty()) {
+      try { *meta = Json::parse(extra[kMetaFile]); } catch (const Error&) {}
+    }
+  }
+  m.eval();
+  return m;
+}
+
+void save_module(torch::jit::Module& m, const std::string& path, const Json& meta) {
+  std::ostringstream out;
+  m.save(out, {{kMetaFile, meta.dump()}});
+  write_file_atomic(path, out.str());
+}
+
+torch::Tensor run_logits(torch::jit::Module& m, const torch::Tensor& x, const char* who) {
+  torch::jit::IValue out;
+  try {
+    out = m.forward({x});
+  } catch (...) {
+    Error e = translate(std::current_exception(), "E_SHAPE", "");
+    if (e.code != "E_SHAPE") throw e;
+    throw Error("E_SHAPE", std::string("the ") + who + " rejected an input of shape " + shape_str(x.sizes()) +
+                               ": " + std::string(e.what()).substr(0, 400));
+  }
+  if (out.isTuple()) out = out.toTupleRef().elements().at(0);
+  if (!out.isTensor())
+    fail("E_MODEL_OUTPUT", std::string("the ") + who + "'s forward must return a tensor of logits");
+  auto t = out.toTensor();
+  if (t.dim() != 2)
+    fail("E_MODEL_OUTPUT", std::string("the ") + who + " must return 2-D logits [batch, classes], got shape " +
+                               shape_str(t.sizes()));
+  return t;
+}
+
+Teacher::Teacher(const std::string& path, torch::Device device, const std::vector<std::string>& layers)
+    : path_(path), device_(device) {
+  module_ = load_module(path, device, &meta_);
+  for (auto p : module_.parameters()) p.requires_grad_(false);
+  try {
+    tapped_fn_ = build_tapped_forward(module_, layers, taps_);
+  } catch (...) {
+    throw translate(std::current_exception(), "E_TAPS", "tapping the teacher's layers");
+  }
+}
+
+torch::Tensor Teacher::logits(const torch::Tensor& x) { return run_logits(module_, x, "teacher"); }
+
+Tapped Teacher::forward_tapped(const torch::Tensor& x) {
+  torch::jit::Stack stack{module_._ivalue(), x};
+  try {
+    tapped_fn_->run(stack);
+  } catch (...) {
+    Error e = translate(std::current_exception(), "E_SHAPE", "");
+    if (e.code != "E_SHAPE") throw e;
+    throw Error("E_SHAPE", "the teacher rejected an input of shape " + shape_str(x.sizes()) + ": " +
+                               std::string(e.what()).substr(0, 400));
+  }
+  auto elems = stack.back().toTupleRef().elements();
+  Tapped out;
+  auto first = elems.at(0);
+  if (first.isTuple()) first = first.toTupleRef().elements().at(0);
+  out.logits = first.toTensor();
+  for (size_t i = 1; i < elems.size(); ++i) out.acts.push_back(elems[i].toTensor());
+  return out;
+}
+
+std::vector<int64_t> Teacher::bn_taps() const {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < taps_.size(); ++i)
+    if (taps_[i].kind == "bn") out.push_back(static_cast<int64_t>(i));
+  return out;
+}
+
+std::optional<int64_t> Teacher::tap_index(const std::string& name) const {
+  for (size_t i = 0; i < taps_.size(); ++i)
+    if (taps_[i].name == name) return static_cast<int64_t>(i);
+  return std::nullopt;
+}
+
+std::vector<int64_t> Teacher::input_shape(const std::vector<int64_t>& explicit_shape) const {
+  if (!explicit_shape.empty()) return explicit_shape;
+  auto s = to_shape(meta_.nums("inputShape"));
+  if (s.empty())
+    fail("E_CONFIG", "the input shape of teacher " + path_ +
+                         " is unknown: pass inputShape (e.g. [1, 28, 28]) or a dataset");
+  return s;
+}
+
+int64_t Teacher::num_classes(const std::vector<int64_t>& shape) {
+  if (num_classes_ < 0) {
+    torch::NoGradGuard ng;
+    std::vector<int64_t> full{2};
+    full.insert(full.end(), shape.begin(), shape.end());
+    num_classes_ = logits(torch::zeros(full, torch::TensorOptions().device(device_))).size(1);
+  }
+  return num_classes_;
+}
+
+Json Teacher::info(const std::vector<int64_t>& shape) {
+  Json j;
+  j["path"] = path_;
+  j["device"] = device_.str();
+  int64_t params = 0;
+  for (auto p : module_.parameters()) params += p.numel();
+  j["parameters"] = params;
+  Json::Array in;
+  for (auto d : shape) in.emplace_back(d);
+  j["inputShape"] = Json(in);
+  j["numClasses"] = num_classes(shape);
+  Json::Array taps;
+  for (auto& t : taps_) {
+    Json tj;
+    tj["name"] = t.name;
+    tj["kind"] = t.kind;
+    if (t.kind == "bn") tj["channels"] = t.running_mean.numel();
+    taps.push_back(tj);
+  }
+  j["taps"] = Json(taps);
+  j["bnLayers"] = static_cast<int64_t>(bn_taps().size());
+  j["meta"] = meta_;
+  return j;
+}
+
+}  // namespace dfkd

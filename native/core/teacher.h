@@ -1,0 +1,69 @@
+// A TorchScript teacher: load, device placement, introspection and layer taps.
+//
+// Taps: a graph pass over the module's forward (see taps.cpp) exposes, as extra outputs of one
+// forward, the input of every aten::batch_norm (with its running mean/var), the outputs of any
+// submodule the user names, and the input of the last linear layer ("penultimate" features).
+#pragma once
+#include <memory>
+#include <optional>
+
+#include "core/common.h"
+
+namespace dfkd {
+
+struct Tap {
+  std::string name;  // module path: "layer1.0.bn1" (bn), "features.3" (layer), "penultimate"
+  std::string kind;  // "bn" | "layer" | "penultimate"
+  torch::Tensor running_mean, running_var;  // bn taps only
+};
+
+struct Tapped {
+  torch::Tensor logits;
+  std::vector<torch::Tensor> acts;  // one per Tap, in taps() order
+};
+
+class Teacher {
+ public:
+  // Throws E_MODEL_NOT_FOUND / E_MODEL_INVALID. `layers`: extra submodule paths to tap.
+  Teacher(const std::string& path, torch::Device device, const std::vector<std::string>& layers = {});
+
+  torch::Tensor logits(const torch::Tensor& x);  // plain forward; E_SHAPE when x is rejected
+  Tapped forward_tapped(const torch::Tensor& x);
+  const std::vector<Tap>& taps() const { return taps_; }
+  std::vector<int64_t> bn_taps() const;  // indices of kind "bn"
+  std::optional<int64_t> tap_index(const std::string& name) const;
+
+  // Metadata stored by dfkd in the file (extra file "dfkd.json"): inputShape, mean, std, ...
+  const Json& meta() const { return meta_; }
+  // The input shape (C,H,W): explicit, else from meta; E_CONFIG when unknown.
+  std::vector<int64_t> input_shape(const std::vector<int64_t>& explicit_shape = {}) const;
+  int64_t num_classes(const std::vector<int64_t>& input_shape);  // runs one forward, cached
+  Json info(const std::vector<int64_t>& input_shape);
+
+  torch::jit::Module& module() { return module_; }
+  torch::Device device() const { return device_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  torch::Device device_;
+  torch::jit::Module module_;
+  Json meta_;
+  std::vector<Tap> taps_;
+  std::shared_ptr<torch::jit::GraphFunction> tapped_fn_;
+  int64_t num_classes_ = -1;
+};
+
+// Loads any TorchScript file with dfkd's error codes; also used for students.
+torch::jit::Module load_module(const std::string& path, torch::Device device, Json* meta = nullptr);
+// Saves a module with dfkd metadata, atomically.
+void save_module(torch::jit::Module& m, const std::string& path, const Json& meta);
+// Runs m.forward(x); a tuple output gives its first element; E_SHAPE / E_MODEL_OUTPUT on failure.
+torch::Tensor run_logits(torch::jit::Module& m, const torch::Tensor& x, const char* who);
+
+// The tap pass itself (taps.cpp): returns the rewritten graph function and fills `taps`.
+std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Module& m,
+                                                                const std::vector<std::string>& layers,
+                                                                std::vector<Tap>& taps);
+
+}  // namespace dfkd

@@ -1,0 +1,87 @@
+// Student optimization: optimizer + schedule, the KD step, the memory bank of synthesized
+// samples, evaluation, and checkpoints.
+#pragma once
+#include <memory>
+
+#include "core/common.h"
+#include "core/teacher.h"
+#include "core/data.h"
+
+namespace dfkd {
+
+// Optimizer with a schedule over `total` steps. spec: { optimizer: "sgd"|"adam", lr, momentum,
+// weightDecay, betas: [b1,b2], schedule: "cosine"|"step"|"none", milestones: [fractions or steps],
+// gamma, warmup }
+class Optim {
+ public:
+  Optim(std::vector<torch::Tensor> params, const Json& spec, int64_t total_steps);
+  void step_schedule(int64_t step);  // sets the lr for `step` (0-based)
+  void zero_grad() { opt_->zero_grad(); }
+  void step() { opt_->step(); }
+  double lr() const { return lr_now_; }
+  void save(torch::serialize::OutputArchive& a) const { opt_->save(a); }
+  void load(torch::serialize::InputArchive& a) { opt_->load(a); }
+ private:
+  std::unique_ptr<torch::optim::Optimizer> opt_;
+  double lr0_, lr_now_, gamma_;
+  std::string schedule_;
+  std::vector<int64_t> milestones_;
+  int64_t total_, warmup_;
+};
+
+std::vector<torch::Tensor> parameters_of(torch::jit::Module& m);
+
+// A ring buffer of synthesized inputs (CMI/Fast-Datafree reuse synthesized images across
+// epochs). capacity 0 = keep only the newest batch.
+class Bank {
+ public:
+  explicit Bank(int64_t capacity) : capacity_(capacity) {}
+  void add(const torch::Tensor& x);
+  int64_t size() const { return n_; }
+  torch::Tensor get(const torch::Tensor& idx) const { return x_.index_select(0, idx.to(x_.device())); }
+  torch::Tensor all() const { return x_.defined() ? x_.slice(0, 0, n_) : x_; }
+  void save(torch::serialize::OutputArchive& a) const;
+  void load(torch::serialize::InputArchive& a);
+ private:
+  int64_t capacity_, n_ = 0, head_ = 0;
+  torch::Tensor x_;
+};
+
+// Throws E_NAN (after the caller saved what it can) when a loss is not finite.
+void check_finite(const torch::Tensor& loss, const std::string& what);
+
+struct EvalResult {
+  double teacher_acc = -1, student_acc = -1, agreement = -1;
+  int64_t n = 0;
+  Json json() const;
+};
+// Top-1 accuracy of teacher and student on a labeled test set, and their agreement.
+EvalResult evaluate(torch::jit::Module* teacher, torch::jit::Module* student, const Dataset& test,
+                    int64_t batch, torch::Device device);
+
+// A checkpoint: one file (torch serialize archive) holding named modules (as TorchScript bytes),
+// optimizers, tensors and a JSON of counters. Written atomically.
+class Checkpoint {
+ public:
+  torch::serialize::OutputArchive& out() { return out_; }
+  void put_module(const std::string& key, torch::jit::Module& m);
+  void put_json(const std::string& key, const Json& j);
+  void put_generator(const std::string& key, at::Generator& g);
+  void write(const std::string& path);
+ private:
+  torch::serialize::OutputArchive out_;
+};
+
+class CheckpointReader {
+ public:
+  explicit CheckpointReader(const std::string& path);  // E_CHECKPOINT on a missing/corrupt file
+  torch::serialize::InputArchive& in() { return in_; }
+  torch::jit::Module module(const std::string& key, torch::Device device);
+  Json json(const std::string& key);
+  void generator(const std::string& key, at::Generator& g);
+ private:
+  torch::serialize::InputArchive in_;
+  std::string path_;
+};
+
+}  // namespace dfkd

@@ -1,0 +1,19 @@
+// Native model zoo: genuine TorchScript modules built with torch::jit::Module::define, so that
+// a saved student opens in Python's torch.jit.load. Also builds dfkd's image generator.
+#pragma once
+#include "core/common.h"
+
+namespace dfkd {
+
+// name: "lenet5" | "lenet5_half" | "resnet18" | "resnet8" | "resnet20"
+// in_shape: (C,H,W). Weights are drawn from `gen` (deterministic for a seed).
+torch::jit::Module make_model(const std::string& name, const std::vector<int64_t>& in_shape, int64_t classes,
+                              at::Generator& gen);
+std::vector<std::string> zoo_names();
+
+// DFAD's GeneratorA (VainF/Data-Free-Adversarial-Distillation network/gan.py), sized for the
+// teacher's input (C,H,W), H and W divisible by 4: z[B,nz] -> Linear -> BN -> up2 -> conv3x3 ->
+// BN -> LeakyReLU(0.2) -> up2 -> conv3x3 -> BN -> LeakyReLU(0.2) -> conv3x3 -> tanh -> BN(affine=False).
+torch::jit::Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out_shape, at::Generator& gen);
+
+}  // namespace dfkd
