@@ -77,7 +77,7 @@ std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Modu
     }
     auto* fn = torch::jit::tryToGraphFunction(cls->getMethod(call->s(c10::attr::name)));
     if (!fn) fail("E_TAPS", "cannot inline method " + call->s(c10::attr::name) + " of the teacher");
-    torch::jit::inlineCallTo(call, fn);
+    torch::jit::inlineCallTo(call, fn, /*inline_optimized_graph=*/false);  // keep nested calls visible
   }
   torch::jit::Inline(*graph);  // free functions
   if (!wanted.empty()) {

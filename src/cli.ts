@@ -1,0 +1,222 @@
+#!/usr/bin/env node
+// dfkd command line: distill, eval, info, stats, zoo.
+import { Command, CommanderError, Option } from "commander";
+import cliProgress from "cli-progress";
+import { readFileSync } from "node:fs";
+import { DfkdError, METHODS, distill, evaluate, info, stats, zoo, type DistillConfig, type DatasetSpec, type Job, type JobEvent } from "./index.js";
+import { mainJob, mnistSplit, hasMnist, mnistDir } from "./presets.js";
+
+const EXIT = { ok: 0, error: 1, usage: 2, cancelled: 130 } as const;
+
+const num = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new DfkdError("E_CONFIG", `not a number: ${v}`);
+  return n;
+};
+const int = (v: string) => {
+  const n = num(v);
+  if (!Number.isInteger(n)) throw new DfkdError("E_CONFIG", `not an integer: ${v}`);
+  return n;
+};
+const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
+const nums = (v: string) => list(v).map(num);
+function range(v: string): { start?: number; end?: number } {
+  const m = /^(-?\d*):(-?\d*)$/.exec(v);
+  if (!m) throw new DfkdError("E_CONFIG", `a range is START:END (either may be empty), got ${v}`);
+  return { start: m[1] ? Number(m[1]) : undefined, end: m[2] ? Number(m[2]) : undefined };
+}
+
+function dataset(images: string | undefined, labels: string | undefined, r: string | undefined, mean?: number[], std?: number[]): DatasetSpec | undefined {
+  if (!images) return undefined;
+  return { images, labels, ...(r ? range(r) : {}), ...(mean ? { mean } : {}), ...(std ? { std } : {}) };
+}
+
+function fail(e: unknown, json: boolean): never {
+  const err = e instanceof DfkdError ? e : new DfkdError("E_INTERNAL", (e as Error)?.message ?? String(e));
+  if (json) process.stdout.write(JSON.stringify({ type: "error", code: err.code, message: err.message, checkpoint: err.checkpoint }) + "\n");
+  else process.stderr.write(`dfkd: error ${err.code}: ${err.message}\n`);
+  process.exit(err.code === "E_CANCELLED" ? EXIT.cancelled : err.code === "E_CONFIG" ? EXIT.usage : EXIT.error);
+}
+
+const pct = (x?: number) => (x === undefined ? "n/a" : `${(100 * x).toFixed(2)}%`);
+const fmtLoss = (l: Record<string, number>) =>
+  Object.entries(l).filter(([k]) => k !== "lr").slice(0, 4).map(([k, v]) => `${k} ${Math.abs(v) < 1e-2 || Math.abs(v) >= 1e4 ? v.toExponential(2) : v.toFixed(3)}`).join(", ");
+
+/** Follows a job: a progress bar on a TTY, periodic lines otherwise, JSON lines with --json. */
+async function follow<R>(job: Job<R>, json: boolean, quiet: boolean): Promise<R> {
+  const tty = process.stderr.isTTY && !json && !quiet;
+  const bar = tty ? new cliProgress.SingleBar({ format: "{phase} |{bar}| {value}/{total} {round} | {loss} | {rate} | ETA {etas}", hideCursor: true, clearOnComplete: false, stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
+  let started = false, lastLine = 0, lastPhase = "";
+  let interrupted = 0;
+  const onSigint = () => {
+    interrupted++;
+    if (interrupted === 1) {
+      process.stderr.write("\ndfkd: stopping after the current step and writing a checkpoint (Ctrl-C again to quit at once)\n");
+      job.cancel();
+    } else process.exit(EXIT.cancelled);
+  };
+  process.on("SIGINT", onSigint);
+  const onEvent = (e: JobEvent) => {
+    if (json) { process.stdout.write(JSON.stringify(e) + "\n"); return; }
+    if (quiet) return;
+    if (e.type === "progress") {
+      const payload = { phase: e.phase.padEnd(10), loss: fmtLoss(e.losses), rate: `${Math.round(e.throughput)}/s`, etas: e.eta < 0 ? "?" : `${Math.round(e.eta)}s`, round: e.rounds ? `round ${e.round}/${e.rounds}` : e.epochs ? `epoch ${e.epoch}/${e.epochs}` : "" };
+      if (bar) {
+        if (!started || e.phase !== lastPhase) { if (started) bar.stop(); bar.start(e.total, e.step, payload); started = true; }
+        bar.setTotal(e.total);
+        bar.update(e.step, payload);
+      } else if (Date.now() - lastLine > 5000 || e.step === e.total && e.phase !== "synthesize") {
+        lastLine = Date.now();
+        process.stderr.write(`${payload.phase} ${e.step}/${e.total} ${payload.round} | ${payload.loss} | ${payload.rate} | ETA ${payload.etas}\n`);
+      }
+      lastPhase = e.phase;
+    } else if (e.type === "log") process.stderr.write(`dfkd: ${e.message}\n`);
+    else if (e.type === "eval") process.stderr.write(`\nstep ${e.step}: student accuracy ${pct(e.studentAccuracy)}\n`);
+  };
+  job.on("event", onEvent);
+  try {
+    return await job;
+  } finally {
+    bar?.stop();
+    process.off("SIGINT", onSigint);
+  }
+}
+
+const program = new Command();
+program.name("dfkd").description("Data-free knowledge distillation of TorchScript models (libtorch core).").version("0.1.0")
+  .exitOverride().configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+program.command("distill").description("distill a teacher into a smaller student, with or without data")
+  .argument("[teacher]", "TorchScript teacher file")
+  .option("--default", "the main job: the bundled MNIST LeNet-5 teacher -> LeNet-5-half by DeepInversion, scored on the held-out MNIST 3,000")
+  .option("-s, --student <model|file>", `student: a built-in model (${"lenet5, lenet5_half, resnet8, resnet20, resnet18"}) or a TorchScript file`)
+  .addOption(new Option("-m, --method <method>", "distillation method").choices([...METHODS]))
+  .option("--data <images>", "training data (classical): IDX(.gz) or .npy images").option("--labels <file>", "training labels")
+  .option("--data-range <a:b>", "rows of the training data")
+  .option("--test <images>", "labeled test images for the report").option("--test-labels <file>", "test labels")
+  .option("--test-range <a:b>", "rows of the test data")
+  .option("--mnist <dir>", "MNIST folder: train on rows 0:7000 (classical), test on 7000:10000")
+  .option("--mean <m,...>", "normalization mean per channel (after scaling bytes to [0,1])", nums)
+  .option("--std <s,...>", "normalization std per channel", nums)
+  .option("--stats <file>", "statistics file from `dfkd stats` (statistical, spectral)")
+  .option("--layers <a,b>", "extra teacher submodules to tap", list)
+  .option("--device <device>", "cpu, cuda, cuda:N or auto").option("--threads <n>", "CPU threads", int).option("--seed <n>", "random seed", int)
+  .option("--steps <n>", "student steps (classical)", int).option("--steps-per-round <n>", "student steps per synthesized batch", int)
+  .option("--batch-size <n>", "student batch size", int).option("--lr <x>", "student learning rate", num)
+  .option("--temperature <t>", "KD temperature", num)
+  .option("--rounds <n>", "synthesis rounds (inversion methods)", int).option("--iterations <n>", "optimization steps per synthesized batch", int)
+  .option("--synth-batch <n>", "synthesized batch size", int)
+  .option("--epochs <n>", "adversarial epochs", int).option("--iters-per-epoch <n>", "adversarial iterations per epoch", int)
+  .option("--eval-every <n>", "evaluate on the test set every n student steps", int)
+  .option("--checkpoint-every <n>", "write a checkpoint every n steps/rounds/iterations", int)
+  .option("-c, --config <file>", "JSON config (the library's DistillConfig); flags override it")
+  .option("-o, --out <dir>", "output folder (student.pt, report.json, samples, checkpoint)")
+  .option("--resume <checkpoint>", "continue a cancelled run from its checkpoint")
+  .option("--json", "print events and the report as JSON lines on stdout").option("-q, --quiet", "no progress output")
+  .action(async (teacher: string | undefined, o) => {
+    try {
+      let cfg: DistillConfig = o.default ? mainJob() : ({} as DistillConfig);
+      if (o.config) cfg = { ...cfg, ...JSON.parse(readFileSync(o.config, "utf8")) };
+      if (teacher) cfg.teacher = teacher;
+      if (!cfg.teacher) throw new DfkdError("E_CONFIG", "give a teacher file, --config, or --default");
+      if (o.default && !cfg.test) process.stderr.write(`dfkd: MNIST not found at ${mnistDir()} (set DFKD_MNIST): running without a test set\n`);
+      if (o.student) cfg.student = o.student;
+      if (o.method) cfg.method = o.method;
+      if (o.mnist) {
+        if (!hasMnist(o.mnist)) throw new DfkdError("E_DATA_NOT_FOUND", `no MNIST IDX files in ${o.mnist}`);
+        const s = mnistSplit(o.mnist);
+        if ((cfg.method ?? "deepinversion") === "classical") cfg.data = s.train;
+        cfg.test = s.test;
+      }
+      cfg.data = dataset(o.data, o.labels, o.dataRange, o.mean, o.std) ?? cfg.data;
+      cfg.test = dataset(o.test, o.testLabels, o.testRange, o.mean, o.std) ?? cfg.test;
+      for (const [flag, key] of [["stats", "stats"], ["layers", "layers"], ["device", "device"], ["threads", "threads"], ["seed", "seed"], ["evalEvery", "evalEvery"], ["checkpointEvery", "checkpointEvery"], ["out", "outDir"], ["resume", "resume"]] as const)
+        if (o[flag] !== undefined) (cfg as Record<string, unknown>)[key] = o[flag];
+      const train = { ...cfg.train }, synth = { ...cfg.synth }, adv = { ...cfg.adversarial };
+      if (o.steps !== undefined) train.steps = o.steps;
+      if (o.stepsPerRound !== undefined) train.stepsPerRound = o.stepsPerRound;
+      if (o.batchSize !== undefined) train.batchSize = o.batchSize;
+      if (o.lr !== undefined) train.lr = o.lr;
+      if (o.temperature !== undefined) train.temperature = o.temperature;
+      if (o.rounds !== undefined) synth.rounds = o.rounds;
+      if (o.iterations !== undefined) synth.iterations = o.iterations;
+      if (o.synthBatch !== undefined) synth.batchSize = o.synthBatch;
+      if (o.epochs !== undefined) adv.epochs = o.epochs;
+      if (o.itersPerEpoch !== undefined) adv.itersPerEpoch = o.itersPerEpoch;
+      Object.assign(cfg, { train, synth, adversarial: adv });
+      const report = await follow(distill(cfg), !!o.json, !!o.quiet);
+      if (o.json) process.stdout.write(JSON.stringify({ type: "report", ...report }) + "\n");
+      else {
+        const ev = report.evaluation;
+        process.stdout.write(
+          `\nmethod ${report.method}: student saved to ${report.student.path} (${report.student.parameters} parameters; teacher ${report.teacher.parameters})\n` +
+            (ev ? `held-out accuracy (${ev.samples} images): teacher ${pct(ev.teacherAccuracy)}, student ${pct(ev.studentAccuracy)}, agreement ${pct(ev.agreement)}\n` : "no test set: accuracy not measured\n") +
+            `synthesized ${report.synthesized} images; ${report.studentSteps} student steps; ${report.timings.total.toFixed(1)} s (` +
+            Object.entries(report.timings).filter(([k]) => k !== "total").map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(", ") + `)\nreport: ${report.report}\n`,
+        );
+      }
+    } catch (e) {
+      fail(e, !!o.json);
+    }
+  });
+
+program.command("eval").description("accuracy of a student and/or teacher on a labeled test set, and their agreement")
+  .option("--student <file>", "TorchScript student").option("--teacher <file>", "TorchScript teacher")
+  .option("--test <images>", "test images").option("--test-labels <file>", "test labels").option("--test-range <a:b>", "rows")
+  .option("--mnist <dir>", "MNIST folder: test on rows 7000:10000")
+  .option("--mean <m,...>", "normalization mean", nums).option("--std <s,...>", "normalization std", nums)
+  .option("--device <device>", "cpu, cuda, auto").option("--json", "JSON output")
+  .action(async (o) => {
+    try {
+      const test = dataset(o.test, o.testLabels, o.testRange, o.mean, o.std) ?? (o.mnist ? mnistSplit(o.mnist).test : undefined);
+      if (!test) throw new DfkdError("E_CONFIG", "give --test and --test-labels, or --mnist");
+      const r = await evaluate({ student: o.student, teacher: o.teacher, test, device: o.device });
+      if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
+      else process.stdout.write(`${r.samples} images: teacher ${pct(r.teacherAccuracy)}, student ${pct(r.studentAccuracy)}, agreement ${pct(r.agreement)}\n`);
+    } catch (e) {
+      fail(e, !!o.json);
+    }
+  });
+
+program.command("info").description("introspect a TorchScript teacher: classes, BatchNorm layers, taps, parameters")
+  .argument("<teacher>", "TorchScript file").option("--input-shape <c,h,w>", "input shape if the file has no dfkd metadata", (v) => list(v).map(int))
+  .option("--layers <a,b>", "also tap these submodules", list).option("--json", "JSON output")
+  .action(async (teacher: string, o) => {
+    try {
+      const r = await info(teacher, { inputShape: o.inputShape, layers: o.layers });
+      if (o.json) { process.stdout.write(JSON.stringify(r) + "\n"); return; }
+      process.stdout.write(`${r.path}\n  input ${JSON.stringify(r.inputShape)} -> ${r.numClasses} classes; ${r.parameters} parameters; device ${r.device}\n` +
+        `  ${r.bnLayers} BatchNorm layers; taps:\n` + r.taps.map((t) => `    ${t.name} (${t.kind}${t.channels ? `, ${t.channels} channels` : ""})`).join("\n") + "\n");
+    } catch (e) {
+      fail(e, !!o.json);
+    }
+  });
+
+program.command("stats").description("compute per-layer statistics of a teacher on data (to publish instead of the data)")
+  .argument("<teacher>", "TorchScript file").option("--data <images>", "images").option("--labels <file>", "labels (unused, checked)")
+  .option("--data-range <a:b>", "rows").option("--mnist <dir>", "MNIST folder: rows 0:7000")
+  .option("--mean <m,...>", "normalization mean", nums).option("--std <s,...>", "normalization std", nums)
+  .option("--layers <a,b>", "also tap these submodules", list)
+  .option("-o, --out <file>", "output .safetensors", "stats.safetensors").option("--json", "JSON output")
+  .action(async (teacher: string, o) => {
+    try {
+      const data = dataset(o.data, o.labels, o.dataRange, o.mean, o.std) ?? (o.mnist ? mnistSplit(o.mnist).train : undefined);
+      if (!data) throw new DfkdError("E_CONFIG", "give --data (and --mean/--std), or --mnist");
+      const r = await follow(stats({ teacher, data, output: o.out, layers: o.layers }), !!o.json, true);
+      if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
+      else process.stdout.write(`wrote ${r.path}: ${r.layers.length} layers over ${r.samples} samples (${r.layers.map((l) => l.name).join(", ")})\n`);
+    } catch (e) {
+      fail(e, !!o.json);
+    }
+  });
+
+program.command("zoo").description("list the built-in student models").action(() => {
+  process.stdout.write(zoo().join("\n") + "\n");
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : EXIT.usage);
+  fail(e, false);
+}

@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { info, runtime, zoo } from "../src/index.js";
+import { fx, rejectsWith, TEACHER } from "./helpers.js";
+
+describe("addon and teacher introspection", () => {
+  it("loads the addon built against libtorch 2.x without LD_LIBRARY_PATH", () => {
+    const r = runtime();
+    expect(r.torch).toMatch(/^2\.\d+/);
+    expect(typeof r.cuda).toBe("boolean");
+    expect(zoo()).toEqual(expect.arrayContaining(["lenet5", "lenet5_half", "resnet18"]));
+  });
+
+  it("reports classes, BN taps and parameters of the bundled teacher", async () => {
+    const t = await info(TEACHER);
+    expect(t.numClasses).toBe(10);
+    expect(t.inputShape).toEqual([1, 28, 28]);
+    expect(t.bnLayers).toBe(3);
+    expect(t.taps.filter((x) => x.kind === "bn").map((x) => [x.name, x.channels])).toEqual([["bn1", 6], ["bn2", 16], ["bn3", 120]]);
+    expect(t.parameters).toBe(61990);
+  });
+
+  it.each(["resnet_traced.pt", "resnet_scripted.pt"])("taps every BN of a nested ResNet (%s)", async (f) => {
+    const t = await info(fx(f));
+    expect(t.taps.filter((x) => x.kind === "bn").map((x) => x.name)).toEqual([
+      "bn1", "layer1.0.bn1", "layer1.0.bn2", "layer2.0.bn1", "layer2.0.bn2", "layer2.0.down.1",
+    ]);
+    expect(t.numClasses).toBe(10);
+  });
+
+  it("taps named submodules at any depth, scripted or traced", async () => {
+    for (const f of ["tiny_bn.pt", "tiny_bn_traced.pt"]) {
+      const t = await info(fx(f), { layers: ["features.1", "features.2.conv", "head"] });
+      expect(t.taps.filter((x) => x.kind === "layer").map((x) => x.name).sort()).toEqual(["features.1", "features.2.conv", "head"]);
+    }
+    await rejectsWith(info(fx("tiny_bn.pt"), { layers: ["nope"] }), "E_TAPS");
+  });
+
+  it("takes the input shape from the caller when the file has no metadata", async () => {
+    await rejectsWith(info(fx("tiny_bn_nometa.pt")), "E_CONFIG");
+    expect((await info(fx("tiny_bn_nometa.pt"), { inputShape: [1, 8, 8] })).numClasses).toBe(3);
+  });
+
+  it("gives coded errors for missing, truncated, random and non-TorchScript files", async () => {
+    await rejectsWith(info(fx("missing.pt")), "E_MODEL_NOT_FOUND");
+    for (const f of ["truncated.pt", "random.pt", "not_torchscript.pt"]) {
+      const e = await rejectsWith(info(fx(f)), "E_MODEL_INVALID");
+      expect(e.message).toContain("not a TorchScript model");
+      expect(e.message).not.toMatch(/Exception raised from|frame #/);  // no C++ backtrace
+    }
+  });
+
+  it("rejects input shapes the teacher cannot take, and non-logit outputs", async () => {
+    const e = await rejectsWith(info(fx("tiny_bn.pt"), { inputShape: [3, 8, 8] }), "E_SHAPE");
+    expect(e.message).toContain("[2, 3, 8, 8]");
+    await rejectsWith(info(fx("bad_output.pt")), "E_MODEL_OUTPUT");
+  });
+});

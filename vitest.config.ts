@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    pool: "forks",
+    // 2 cores in CI: one test file at a time keeps libtorch's threads from fighting.
+    poolOptions: { forks: { singleFork: true } },
+    fileParallelism: false,
+    testTimeout: 240_000,
+    hookTimeout: 120_000,
+    reporters: ["default"],
+  },
+});
