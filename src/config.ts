@@ -5,7 +5,7 @@ import path from "node:path";
 import { z } from "zod";
 import { DfkdError } from "./errors.js";
 
-export const METHODS = ["classical", "statistical", "spectral", "deepinversion", "adversarial"] as const;
+export const METHODS = ["classical", "statistical", "spectral", "deepinversion", "adversarial", "noise"] as const;
 export type Method = (typeof METHODS)[number];
 
 const positiveInt = z.number().int().positive();
@@ -71,7 +71,7 @@ export const trainSchema = z.strictObject({
 export const synthSchema = z.strictObject({
   rounds: positiveInt.optional(),
   batchSize: positiveInt.optional(),
-  iterations: positiveInt.optional(),
+  iterations: nonNegInt.optional(),
   lr: positive.optional(),
   betas: z.tuple([nonNeg, nonNeg]).optional(),
   lrSchedule: z.enum(["cosine", "none"]).optional(),
@@ -121,6 +121,8 @@ export const adversarialSchema = z.strictObject({
   itersPerEpoch: positiveInt.optional(),
   studentSteps: positiveInt.optional(),
   batchSize: positiveInt.optional(),
+  /** Also measure the discrepancy after each student and generator step (extra forwards). */
+  diagnostics: z.boolean().optional(),
 });
 
 export const distillSchema = z.strictObject({
@@ -188,6 +190,8 @@ export const TRAIN_DEFAULTS: Record<Method, z.infer<typeof trainSchema>> = {
   deepinversion: { stepsPerRound: 100, batchSize: 256, optimizer: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 1e-4, schedule: "cosine", temperature: 20, loss: "kl", cropPadding: 2, flip: false },
   statistical: { stepsPerRound: 100, batchSize: 256, optimizer: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 1e-4, schedule: "cosine", temperature: 20, loss: "kl", cropPadding: 2, flip: false },
   spectral: { stepsPerRound: 100, batchSize: 256, optimizer: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 1e-4, schedule: "cosine", temperature: 20, loss: "kl", cropPadding: 2, flip: false },
+  // Baseline: the same KD loop on unoptimized Gaussian noise.
+  noise: { stepsPerRound: 100, batchSize: 256, optimizer: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 1e-4, schedule: "cosine", temperature: 20, loss: "kl", cropPadding: 2, flip: false },
   // DFAD_mnist.py: student SGD lr 0.01, momentum 0.9, wd 1e-4, batch 512, L1 on logits.
   adversarial: { batchSize: 512, optimizer: "sgd", lr: 0.01, momentum: 0.9, weightDecay: 1e-4, schedule: "none", temperature: 1, loss: "l1", cropPadding: 0, flip: false },
 };

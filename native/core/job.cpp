@@ -8,6 +8,7 @@
 #include "core/data.h"
 #include "core/losses.h"
 #include "core/png.h"
+#include "core/selfcheck.h"
 #include "core/stats.h"
 #include "core/synth/synth.h"
 #include "core/teacher.h"
@@ -356,6 +357,11 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
   if (r.cfg.has("stats")) stats = std::make_unique<Stats>(load_stats(r.cfg.str("stats", "")));
   InputSynthConfig sconf;
   if (r.method == "deepinversion") sconf = deepinversion_config(sc, *r.teacher);
+  else if (r.method == "noise") {  // baseline: KD on Gaussian noise, no synthesis
+    sconf.ce = 0;
+    apply_common(sconf, sc);
+    sconf.iterations = 0;
+  }
   else if (r.method == "statistical") sconf = statistical_config(sc, *r.teacher, stats.get(), r.shape);
   else sconf = spectral_config(sc, *r.teacher, stats.get(), r.shape);
   InputSynthesizer synth(*r.teacher, sconf, r.shape, r.classes);
@@ -445,6 +451,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
   const Json& a = r.cfg.get("adversarial");
   const int64_t epochs = a.integer("epochs", 40), iters = a.integer("itersPerEpoch", 50), ns = a.integer("studentSteps", 5);
   const int64_t gbatch = a.integer("batchSize", r.batch);
+  const bool diagnostics = a.boolean("diagnostics", false);
   if (epochs < 1 || iters < 1 || ns < 1 || gbatch < 1) fail("E_CONFIG", "adversarial epochs, itersPerEpoch, studentSteps and batchSize must be >= 1");
   const int64_t total_iters = epochs * iters;
   r.steps = total_iters * ns;
@@ -481,8 +488,14 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
       for (int64_t j = 0; j < ns; ++j) {
         auto x = g.sample(r.batch, r.gen);
         r.last_student = r.student_step(x, torch::Tensor(), it * ns + j);
+        if (diagnostics && j == ns - 1) {  // the same batch after the step
+          torch::NoGradGuard ng;
+          BufferSnapshot keep(r.student);
+          r.last_student["kd_after"] = losses::discrepancy(r.loss_kind, run_logits(r.student, x, "student"),
+                                                           r.teacher->logits(x), r.T).item<double>();
+        }
       }
-      last_g = g.step(r.student, gbatch, r.T, r.gen, it);
+      last_g = g.step(r.student, gbatch, r.T, r.gen, it, diagnostics);
       Losses all = r.last_student;
       for (auto& [k, v] : last_g) all["g_" + k] = v;
       r.synthesized += ns * r.batch + gbatch;
@@ -537,9 +550,10 @@ Json distill(const Json& cfg, const EmitFn& emit, const std::atomic<bool>& cance
     r.timer.t["load"] += secs_since(t0);
   }
   if (r.method == "classical") run_classical(r, rs, ck.get());
-  else if (r.method == "deepinversion" || r.method == "statistical" || r.method == "spectral") run_inversion(r, rs, ck.get());
+  else if (r.method == "deepinversion" || r.method == "statistical" || r.method == "spectral" || r.method == "noise")
+    run_inversion(r, rs, ck.get());
   else if (r.method == "adversarial") run_adversarial(r, rs, ck.get());
-  else fail("E_CONFIG", "unknown method '" + r.method + "' (classical, statistical, spectral, deepinversion, adversarial)");
+  else fail("E_CONFIG", "unknown method '" + r.method + "' (classical, statistical, spectral, deepinversion, adversarial, noise)");
 
   // save the student, evaluate, write the report
   auto t0 = Clock::now();
@@ -634,6 +648,7 @@ Json run_job(const std::string& kind, const Json& config, const EmitFn& emit, co
     if (kind == "evaluate") return evaluate_job(config);
     if (kind == "info") return info_job(config);
     if (kind == "stats") return stats_job(config, emit, cancel);
+    if (kind == "selfcheck") return gradient_selfcheck(uint64_t(config.integer("seed", 0)));
     fail("E_CONFIG", "unknown job kind '" + kind + "'");
   } catch (...) {
     throw translate(std::current_exception(), "E_TORCH", "");

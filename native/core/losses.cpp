@@ -44,7 +44,9 @@ torch::Tensor feature_stats(const torch::Tensor& act, const torch::Tensor& mean,
 
 torch::Tensor spectrum(const torch::Tensor& act, bool power) {
   auto a = act.dim() == 4 ? act : act.view({act.size(0), act.size(1), 1, -1});
-  auto amp = torch::fft::rfft2(a.to(torch::kFloat32), c10::nullopt, {-2, -1}, "ortho").abs();
+  // rfft2 needs float32/float64: half-precision activations (autocast) are promoted.
+  auto in = a.scalar_type() == torch::kDouble ? a : a.to(torch::kFloat32);
+  auto amp = torch::fft::rfft2(in, c10::nullopt, {-2, -1}, "ortho").abs();
   return (power ? amp.pow(2) : amp).mean(0);
 }
 
@@ -63,7 +65,7 @@ std::pair<torch::Tensor, torch::Tensor> tv(const torch::Tensor& x) {
   return {l1, l2};
 }
 
-torch::Tensor l2_prior(const torch::Tensor& x) { return x.view({x.size(0), -1}).norm(2, 1).mean(); }
+torch::Tensor l2_prior(const torch::Tensor& x) { return x.reshape({x.size(0), -1}).norm(2, 1).mean(); }
 
 torch::Tensor adi_competition(const torch::Tensor& s, const torch::Tensor& t, double T) {
   auto P = torch::softmax(s / T, 1).clamp(0.01, 0.99);

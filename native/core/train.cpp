@@ -82,6 +82,14 @@ void Bank::load(torch::serialize::InputArchive& a) {
   x_ = x.numel() ? x : torch::Tensor();
 }
 
+BufferSnapshot::BufferSnapshot(torch::jit::Module& m) {
+  for (auto b : m.buffers()) saved_.emplace_back(b, b.clone());
+}
+BufferSnapshot::~BufferSnapshot() {
+  torch::NoGradGuard ng;
+  for (auto& [live, copy] : saved_) live.copy_(copy);
+}
+
 void check_finite(const torch::Tensor& loss, const std::string& what) {
   if (!std::isfinite(loss.item<double>()))
     fail("E_NAN", what + " became " + (std::isnan(loss.item<double>()) ? "NaN" : "infinite") +

@@ -47,6 +47,16 @@ class Bank {
   torch::Tensor x_;
 };
 
+// Restores a module's buffers (BN running statistics) when it goes out of scope: for extra
+// forward passes in train mode that must leave no trace (diagnostics).
+class BufferSnapshot {
+ public:
+  explicit BufferSnapshot(torch::jit::Module& m);
+  ~BufferSnapshot();
+ private:
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_;  // (live buffer, copy)
+};
+
 // Throws E_NAN (after the caller saved what it can) when a loss is not finite.
 void check_finite(const torch::Tensor& loss, const std::string& what);
 

@@ -44,7 +44,8 @@ torch::Tensor GeneratorSynth::sample(int64_t batch, at::Generator& gen) {
   return g_.forward({z}).toTensor();
 }
 
-Losses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T, at::Generator& gen, int64_t step) {
+Losses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T, at::Generator& gen, int64_t step,
+                            bool diagnostics) {
   opt_->step_schedule(step);
   auto z = torch::randn({batch, nz_}, gen).to(teacher_.device());
   auto x = g_.forward({z}).toTensor();
@@ -76,6 +77,12 @@ Losses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T
   opt_->zero_grad();
   total.backward();
   opt_->step();
+  if (diagnostics) {
+    torch::NoGradGuard ng;
+    BufferSnapshot keep_g(g_), keep_s(student);
+    auto x2 = g_.forward({z}).toTensor();
+    parts["discrepancy_after"] = losses::discrepancy(loss_, run_logits(student, x2, "student"), teacher_.logits(x2), T).item<double>();
+  }
   return parts;
 }
 

@@ -30,7 +30,8 @@ void apply_common(InputSynthConfig& c, const Json& s) {
   c.adi_temperature = s.num("adiTemperature", c.adi_temperature);
   c.clip = s.num("clip", c.clip);
   if (c.batch < 1) fail("E_CONFIG", "synthesis batchSize must be at least 1");
-  if (c.iterations < 1) fail("E_CONFIG", "synthesis iterations must be at least 1");
+  // iterations 0 keeps the Gaussian noise the optimization starts from (the "noise" baseline)
+  if (c.iterations < 0) fail("E_CONFIG", "synthesis iterations must not be negative");
   if (!(c.lr > 0) || !std::isfinite(c.lr)) fail("E_CONFIG", "synthesis lr must be a positive number");
   if (c.betas.size() != 2) fail("E_CONFIG", "synthesis betas must be [beta1, beta2]");
 }

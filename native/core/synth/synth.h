@@ -87,7 +87,9 @@ class GeneratorSynth {
                  int64_t total_steps);
   torch::Tensor sample(int64_t batch, at::Generator& gen);  // no grad, generator in train mode
   // One generator step: maximize the teacher-student discrepancy (+ optional DAFL/BN terms).
-  Losses step(torch::jit::Module& student, int64_t batch, double temperature, at::Generator& gen, int64_t step);
+  // With `diagnostics`, also reports "discrepancy_after": the discrepancy on the same z after the step.
+  Losses step(torch::jit::Module& student, int64_t batch, double temperature, at::Generator& gen, int64_t step,
+              bool diagnostics = false);
   torch::jit::Module& module() { return g_; }
   Optim& optim() { return *opt_; }
   int64_t nz() const { return nz_; }
