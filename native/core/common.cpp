@@ -9,6 +9,15 @@
 
 namespace dfkd {
 
+Rng::Rng(uint64_t seed, torch::Device dev) : host(at::make_generator<at::CPUGeneratorImpl>(seed)), device(host) {
+  if (!dev.is_cpu()) {
+    auto g = at::globalContext().defaultGenerator(dev);
+    std::lock_guard<std::mutex> lock(g.mutex());
+    device = g.clone();
+    device.set_current_seed(seed);
+  }
+}
+
 Error translate(std::exception_ptr e, const char* code, const std::string& context) {
   const std::string pre = context.empty() ? "" : context + ": ";
   try {

@@ -12,6 +12,15 @@
 
 namespace dfkd {
 
+// Per-job random number generators: `host` draws the scalars that steer a loop (jitter offsets,
+// flips), `device` draws tensors where they live, so no random tensor is copied host -> device
+// inside a loop. On the CPU both are one generator.
+struct Rng {
+  at::Generator host, device;
+  Rng(uint64_t seed, torch::Device dev);
+  bool shared() const { return host.unsafeGetGeneratorImpl() == device.unsafeGetGeneratorImpl(); }
+};
+
 // Maps whatever was thrown to a coded dfkd::Error: c10::OutOfMemoryError -> E_OOM,
 // other c10::Error -> `code` (message without the C++ backtrace), dfkd::Error unchanged.
 Error translate(std::exception_ptr e, const char* code, const std::string& context);

@@ -214,24 +214,24 @@ Dataset load_dataset(const Json& spec) {
   return ds;
 }
 
-torch::Tensor augment(const torch::Tensor& x, int64_t pad, bool flip, at::Generator& gen) {
+torch::Tensor augment(const torch::Tensor& x, int64_t pad, bool flip, Rng& rng) {
   auto out = x;
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   if (pad > 0) {
     auto padded = torch::constant_pad_nd(x, {pad, pad, pad, pad}, 0);
     // One random offset per sample, applied with a gather over a shifted index grid.
-    auto opts = torch::TensorOptions().dtype(torch::kLong);
-    auto dy = torch::randint(0, 2 * pad + 1, {n}, gen, opts).to(x.device());
-    auto dx = torch::randint(0, 2 * pad + 1, {n}, gen, opts).to(x.device());
-    auto iy = (torch::arange(h, opts.device(x.device())).view({1, h}) + dy.view({n, 1}));  // [n,h]
-    auto ix = (torch::arange(w, opts.device(x.device())).view({1, w}) + dx.view({n, 1}));  // [n,w]
+    auto opts = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+    auto dy = torch::randint(0, 2 * pad + 1, {n}, rng.device, opts);
+    auto dx = torch::randint(0, 2 * pad + 1, {n}, rng.device, opts);
+    auto iy = torch::arange(h, opts).view({1, h}) + dy.view({n, 1});  // [n,h]
+    auto ix = torch::arange(w, opts).view({1, w}) + dx.view({n, 1});  // [n,w]
     const int64_t c = x.size(1), H = h + 2 * pad, W = w + 2 * pad;
     auto rows = padded.gather(2, iy.view({n, 1, h, 1}).expand({n, c, h, W}));
     out = rows.gather(3, ix.view({n, 1, 1, w}).expand({n, c, h, w}));
     (void)H;
   }
   if (flip) {
-    auto mask = torch::rand({n}, gen).lt(0.5).to(x.device()).view({n, 1, 1, 1});
+    auto mask = torch::rand({n}, rng.device, x.options()).lt(0.5).view({n, 1, 1, 1});
     out = torch::where(mask, out.flip({3}), out);
   }
   return out;

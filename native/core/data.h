@@ -24,7 +24,7 @@ torch::Tensor load_npy(const std::string& path);   // tensor of the file's dtype
 torch::Tensor from_blob(const Blob& b, const std::vector<int64_t>& shape);
 
 // Random crop with zero padding `pad` and horizontal flip with probability 0.5 (if `flip`).
-torch::Tensor augment(const torch::Tensor& x, int64_t pad, bool flip, at::Generator& gen);
+torch::Tensor augment(const torch::Tensor& x, int64_t pad, bool flip, Rng& rng);
 
 // Indices of batch number `step` of a seeded shuffled pass over n rows: epoch e = step / ceil(n/batch)
 // uses randperm(n) seeded with (seed, e). Stateless, so a resumed run draws the same batches.

@@ -121,7 +121,7 @@ struct Run {
   const std::atomic<bool>& cancel;
   torch::Device device{torch::kCPU};
   uint64_t seed = 0;
-  at::Generator gen;
+  std::unique_ptr<Rng> rng;
   std::unique_ptr<Teacher> teacher;
   torch::jit::Module student;
   std::vector<int64_t> shape;
@@ -142,6 +142,20 @@ struct Run {
   std::string loss_kind = "kl";
 
   Run(const Json& c, const EmitFn& e, const std::atomic<bool>& k) : cfg(c), emit(e), cancel(k) {}
+
+  // RNG states (host, device) now, for "round restarts" in checkpoints.
+  std::pair<torch::Tensor, torch::Tensor> rng_state() {
+    return {rng->host.get_state(), rng->shared() ? torch::Tensor() : rng->device.get_state()};
+  }
+  void put_rng(Checkpoint& c, const std::pair<torch::Tensor, torch::Tensor>* state = nullptr) {
+    auto st = state ? *state : rng_state();
+    c.out().write("job.rng", st.first);
+    if (st.second.defined()) c.out().write("device.rng", st.second);
+  }
+  void load_rng(CheckpointReader& ck) {
+    ck.generator("job", rng->host);
+    if (!rng->shared()) ck.generator("device", rng->device);
+  }
 
   void log(const std::string& msg) {
     Json e;
@@ -222,7 +236,7 @@ void setup(Run& r) {
   r.method = c.str("method", "deepinversion");
   r.device = pick_device(c.str("device", "cpu"));
   r.seed = uint64_t(c.integer("seed", 0));
-  r.gen = at::make_generator<at::CPUGeneratorImpl>(r.seed);
+  r.rng = std::make_unique<Rng>(r.seed, r.device);
   if (c.has("threads")) torch::set_num_threads(int(c.integer("threads", 1)));
   r.phase("load");
   r.teacher = std::make_unique<Teacher>(c.str("teacher", ""), r.device, c.strs("layers"));
@@ -240,7 +254,7 @@ void setup(Run& r) {
   if (s.has("path")) {
     r.student = load_module(s.str("path", ""), r.device);
   } else {
-    r.student = make_model(s.str("model", "lenet5_half"), r.shape, r.classes, r.gen);
+    r.student = make_model(s.str("model", "lenet5_half"), r.shape, r.classes, r.rng->host);
     r.student.to(r.device);
   }
   r.student.train();
@@ -318,12 +332,12 @@ void run_classical(Run& r, const Json& rs, CheckpointReader* ck) {
   Progress prog(r.emit);
   r.phase("train");
   auto t0 = Clock::now();
-  auto fill = [&](Checkpoint& c) { c.put_generator("job", r.gen); Json st; st["step"] = step; return st; };
+  auto fill = [&](Checkpoint& c) { r.put_rng(c); Json st; st["step"] = step; return st; };
   guarded_loop(r, [&] {
     for (; step < r.steps; ++step) {
       if (r.cancel.load()) fail("E_CANCELLED", "cancelled at step " + std::to_string(step));
       auto idx = batches.at(step);
-      auto x = augment(r.train.x.index_select(0, idx), r.augment_pad, r.augment_flip, r.gen).to(r.device);
+      auto x = augment(r.train.x.index_select(0, idx), r.augment_pad, r.augment_flip, *r.rng).to(r.device);
       auto y = r.train.y.defined() ? r.train.y.index_select(0, idx).to(r.device) : torch::Tensor();
       r.last_student = r.student_step(x, y, step);
       double el = secs_since(t0);
@@ -380,13 +394,13 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
     k = rs.integer("k", 0);
     r.synthesized = rs.integer("synthesized", 0);
   }
-  torch::Tensor round_rng;  // RNG at the start of the round being synthesized
+  std::pair<torch::Tensor, torch::Tensor> round_rng;  // RNG states at the start of the round being synthesized
   bool in_synth = false;
   Progress prog(r.emit);
   // Cancelled during synthesis: the round restarts from its beginning (bank and RNG as then).
   auto fill = [&](Checkpoint& c) {
     bank.save(c.out());
-    c.out().write("job.rng", in_synth ? round_rng : r.gen.get_state());
+    r.put_rng(c, in_synth ? &round_rng : nullptr);
     Json st;
     st["round"] = round;
     st["k"] = k;
@@ -397,10 +411,10 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
     for (; round < rounds; ++round) {
       if (k == 0) {
         r.phase("synthesize");
-        round_rng = r.gen.get_state();
+        round_rng = r.rng_state();
         in_synth = true;
         auto t0 = Clock::now();
-        auto res = synth.run(r.gen, sconf.adi > 0 ? &r.student : nullptr, r.cancel,
+        auto res = synth.run(*r.rng, sconf.adi > 0 ? &r.student : nullptr, r.cancel,
                              [&](int64_t it, int64_t total, const Losses& l) {
                                double el = secs_since(t0);
                                Json ex;
@@ -422,8 +436,9 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
       for (; k < per_round; ++k) {
         if (r.cancel.load()) fail("E_CANCELLED", "cancelled in round " + std::to_string(round + 1));
         int64_t step = round * per_round + k;
-        auto idx = torch::randint(0, bank.size(), {r.batch}, r.gen, torch::kLong);
-        auto x = augment(bank.get(idx), r.augment_pad, r.augment_flip, r.gen);
+        auto idx = torch::randint(0, bank.size(), {r.batch}, r.rng->device,
+                                  torch::TensorOptions().dtype(torch::kLong).device(r.device));
+        auto x = augment(bank.get(idx), r.augment_pad, r.augment_flip, *r.rng);
         r.last_student = r.student_step(x, torch::Tensor(), step);
         double el = secs_since(t1);
         Json ex;
@@ -456,7 +471,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
   const int64_t total_iters = epochs * iters;
   r.steps = total_iters * ns;
   r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.get("train"), r.steps);
-  GeneratorSynth g(r.cfg.get("generator"), *r.teacher, r.shape, r.gen, total_iters);
+  GeneratorSynth g(r.cfg.get("generator"), *r.teacher, r.shape, r.rng->host, total_iters);
   int64_t it = 0;
   if (ck) {
     r.opt->load(ck->in());
@@ -473,7 +488,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
   auto t0 = Clock::now();
   const int64_t it0 = it;
   auto fill = [&](Checkpoint& c) {
-    c.put_generator("job", r.gen);
+    r.put_rng(c);
     c.put_module("generator", g.module());
     torch::serialize::OutputArchive ga;
     g.optim().save(ga);
@@ -486,7 +501,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
     for (; it < total_iters; ++it) {
       if (r.cancel.load()) fail("E_CANCELLED", "cancelled at iteration " + std::to_string(it));
       for (int64_t j = 0; j < ns; ++j) {
-        auto x = g.sample(r.batch, r.gen);
+        auto x = g.sample(r.batch, *r.rng);
         r.last_student = r.student_step(x, torch::Tensor(), it * ns + j);
         if (diagnostics && j == ns - 1) {  // the same batch after the step
           torch::NoGradGuard ng;
@@ -495,7 +510,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
                                                            r.teacher->logits(x), r.T).item<double>();
         }
       }
-      last_g = g.step(r.student, gbatch, r.T, r.gen, it, diagnostics);
+      last_g = g.step(r.student, gbatch, r.T, *r.rng, it, diagnostics);
       Losses all = r.last_student;
       for (auto& [k, v] : last_g) all["g_" + k] = v;
       r.synthesized += ns * r.batch + gbatch;
@@ -524,7 +539,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
   Json gmeta = r.meta;
   gmeta["nz"] = g.nz();
   save_module(g.module(), gpath, gmeta);
-  auto x = g.sample(64, r.gen);
+  auto x = g.sample(64, *r.rng);
   {
     torch::NoGradGuard ng;
     save_samples(r, x, r.teacher->logits(x).argmax(1));
@@ -545,7 +560,7 @@ Json distill(const Json& cfg, const EmitFn& emit, const std::atomic<bool>& cance
       fail("E_CHECKPOINT", "the checkpoint is of method '" + rs.str("method", "") + "', this run is '" + r.method + "'");
     auto sm = ck->module("student", r.device);
     copy_state(r.student, sm);
-    ck->generator("job", r.gen);
+    r.load_rng(*ck);
     r.log("resuming from " + cfg.str("resume", ""));
     r.timer.t["load"] += secs_since(t0);
   }

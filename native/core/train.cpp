@@ -145,11 +145,6 @@ void Checkpoint::put_json(const std::string& key, const Json& j) {
   out_.write(key + ".json", t);
 }
 
-void Checkpoint::put_generator(const std::string& key, at::Generator& g) {
-  std::lock_guard<std::mutex> lock(g.mutex());
-  out_.write(key + ".rng", g.get_state());
-}
-
 void Checkpoint::write(const std::string& path) {
   std::ostringstream s;
   out_.save_to(s);

@@ -76,7 +76,6 @@ class Checkpoint {
   torch::serialize::OutputArchive& out() { return out_; }
   void put_module(const std::string& key, torch::jit::Module& m);
   void put_json(const std::string& key, const Json& j);
-  void put_generator(const std::string& key, at::Generator& g);
   void write(const std::string& path);
  private:
   torch::serialize::OutputArchive out_;

@@ -9,13 +9,13 @@
 
 namespace dfkd {
 
-GeneratorSynth::GeneratorSynth(const Json& spec, Teacher& teacher, std::vector<int64_t> shape, at::Generator& gen,
+GeneratorSynth::GeneratorSynth(const Json& spec, Teacher& teacher, std::vector<int64_t> shape, at::Generator& init,
                                int64_t total_steps)
     : teacher_(teacher) {
   nz_ = spec.integer("nz", 100);
   int64_t ngf = spec.integer("ngf", 64);
   if (nz_ < 1 || ngf < 1) fail("E_CONFIG", "generator nz and ngf must be positive");
-  g_ = make_generator(nz_, ngf, shape, gen);
+  g_ = make_generator(nz_, ngf, shape, init);
   g_.to(teacher.device());
   g_.train();
   Json o;
@@ -38,16 +38,16 @@ GeneratorSynth::GeneratorSynth(const Json& spec, Teacher& teacher, std::vector<i
   if (activation_ > 0 && !penultimate_) fail("E_CONFIG", "the activation term needs a teacher with a linear head");
 }
 
-torch::Tensor GeneratorSynth::sample(int64_t batch, at::Generator& gen) {
+torch::Tensor GeneratorSynth::sample(int64_t batch, Rng& rng) {
   torch::NoGradGuard ng;
-  auto z = torch::randn({batch, nz_}, gen).to(teacher_.device());
+  auto z = torch::randn({batch, nz_}, rng.device, torch::TensorOptions().device(teacher_.device()));
   return g_.forward({z}).toTensor();
 }
 
-Losses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T, at::Generator& gen, int64_t step,
+Losses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T, Rng& rng, int64_t step,
                             bool diagnostics) {
   opt_->step_schedule(step);
-  auto z = torch::randn({batch, nz_}, gen).to(teacher_.device());
+  auto z = torch::randn({batch, nz_}, rng.device, torch::TensorOptions().device(teacher_.device()));
   auto x = g_.forward({z}).toTensor();
   bool tapped = bn_ > 0 || activation_ > 0;
   Tapped t = tapped ? teacher_.forward_tapped(x) : Tapped{teacher_.logits(x), {}};

@@ -100,15 +100,16 @@ std::pair<torch::Tensor, Losses> InputSynthesizer::loss(const torch::Tensor& x, 
   return {total, parts};
 }
 
-SynthResult InputSynthesizer::run(at::Generator& gen, torch::jit::Module* student, const std::atomic<bool>& cancel,
+SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
                                   const ProgressFn& progress) {
   auto dev = teacher_.device();
   std::vector<int64_t> full{cfg_.batch};
   full.insert(full.end(), shape_.begin(), shape_.end());
   // Balanced targets, shuffled (DI samples one class per image).
-  auto y = torch::arange(cfg_.batch, torch::kLong).remainder(classes_);
-  y = y.index_select(0, torch::randperm(cfg_.batch, gen, torch::kLong)).to(dev);
-  auto x = torch::randn(full, gen).to(dev).requires_grad_(true);
+  auto lopts = torch::TensorOptions().dtype(torch::kLong).device(dev);
+  auto y = torch::arange(cfg_.batch, lopts).remainder(classes_);
+  y = y.index_select(0, torch::randperm(cfg_.batch, rng.device, lopts));
+  auto x = torch::randn(full, rng.device, torch::TensorOptions().device(dev)).requires_grad_(true);
   torch::optim::Adam opt({x}, torch::optim::AdamOptions(cfg_.lr).betas({cfg_.betas[0], cfg_.betas[1]}));
   bool student_training = student && student->is_training();
   if (student) student->eval();
@@ -128,10 +129,10 @@ SynthResult InputSynthesizer::run(at::Generator& gen, torch::jit::Module* studen
     }
     torch::Tensor xin = x;
     if (cfg_.jitter > 0) {
-      auto off = torch::randint(-cfg_.jitter, cfg_.jitter + 1, {2}, gen, torch::kLong);
+      auto off = torch::randint(-cfg_.jitter, cfg_.jitter + 1, {2}, rng.host, torch::kLong);
       xin = torch::roll(xin, {off[0].item<int64_t>(), off[1].item<int64_t>()}, {2, 3});
     }
-    if (cfg_.flip && torch::rand({1}, gen).item<double>() < 0.5) xin = xin.flip({3});
+    if (cfg_.flip && torch::rand({1}, rng.host).item<double>() < 0.5) xin = xin.flip({3});
     opt.zero_grad();
     auto [total, parts] = loss(xin, y, student);
     if (!std::isfinite(parts["total"])) {

@@ -65,7 +65,7 @@ class InputSynthesizer {
   InputSynthesizer(Teacher& teacher, InputSynthConfig cfg, std::vector<int64_t> input_shape, int64_t classes);
   // Optimizes one batch from noise. `student` (may be null) is used by the ADI term.
   // Throws E_CANCELLED when `cancel` is set between iterations.
-  SynthResult run(at::Generator& gen, torch::jit::Module* student, const std::atomic<bool>& cancel,
+  SynthResult run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
                   const ProgressFn& progress);
   // The loss of a given batch (no jitter), for tests/benchmarks: total and per-term values.
   std::pair<torch::Tensor, Losses> loss(const torch::Tensor& x, const torch::Tensor& y, torch::jit::Module* student);
@@ -83,12 +83,12 @@ class InputSynthesizer {
 // activation, entropy, bn } (DAFL / BN terms, weights 0 = off).
 class GeneratorSynth {
  public:
-  GeneratorSynth(const Json& spec, Teacher& teacher, std::vector<int64_t> input_shape, at::Generator& gen,
+  GeneratorSynth(const Json& spec, Teacher& teacher, std::vector<int64_t> input_shape, at::Generator& init,
                  int64_t total_steps);
-  torch::Tensor sample(int64_t batch, at::Generator& gen);  // no grad, generator in train mode
+  torch::Tensor sample(int64_t batch, Rng& rng);  // no grad, generator in train mode
   // One generator step: maximize the teacher-student discrepancy (+ optional DAFL/BN terms).
   // With `diagnostics`, also reports "discrepancy_after": the discrepancy on the same z after the step.
-  Losses step(torch::jit::Module& student, int64_t batch, double temperature, at::Generator& gen, int64_t step,
+  Losses step(torch::jit::Module& student, int64_t batch, double temperature, Rng& rng, int64_t step,
               bool diagnostics = false);
   torch::jit::Module& module() { return g_; }
   Optim& optim() { return *opt_; }
