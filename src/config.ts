@@ -196,6 +196,11 @@ export const TRAIN_DEFAULTS: Record<Method, z.infer<typeof trainSchema>> = {
   adversarial: { batchSize: 512, optimizer: "sgd", lr: 0.01, momentum: 0.9, weightDecay: 1e-4, schedule: "none", temperature: 1, loss: "l1", cropPadding: 0, flip: false },
 };
 
+/** The device when a config names none: $DFKD_DEVICE, else "cpu". */
+export function defaultDevice(): string {
+  return process.env.DFKD_DEVICE || "cpu";
+}
+
 /** The config the native job reads (all defaults applied). */
 export function nativeDistillConfig(cfg: z.output<typeof distillSchema>, zoo: string[]) {
   const method: Method = cfg.method ?? "deepinversion";
@@ -217,7 +222,7 @@ export function nativeDistillConfig(cfg: z.output<typeof distillSchema>, zoo: st
   return {
     ...rest,
     method,
-    device: cfg.device ?? "cpu",
+    device: cfg.device ?? defaultDevice(),
     seed: cfg.seed ?? 0,
     student,
     output,

@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { datasetSchema, distillSchema, nativeDistillConfig, parse, type DistillConfig, type DatasetSpec } from "./config.js";
+import { datasetSchema, defaultDevice, distillSchema, nativeDistillConfig, parse, type DistillConfig, type DatasetSpec } from "./config.js";
 import { DfkdError } from "./errors.js";
 import { Job } from "./job.js";
 import { native, PACKAGE_ROOT } from "./native.js";
@@ -103,7 +103,7 @@ export function evaluate(config: z.input<typeof evaluateSchema>): Job<Accuracy> 
   try {
     const cfg = parse(evaluateSchema, config, "evaluate config");
     if (!cfg.teacher && !cfg.student) throw new DfkdError("E_CONFIG", "invalid evaluate config: give a teacher and/or a student");
-    return new Job<Accuracy>((onEvent) => native().runJob("evaluate", cfg, onEvent));
+    return new Job<Accuracy>((onEvent) => native().runJob("evaluate", { device: defaultDevice(), ...cfg }, onEvent));
   } catch (e) {
     return failed(e);
   }
@@ -119,7 +119,7 @@ const infoSchema = z.strictObject({
 export function info(teacher: string, options: z.input<typeof infoSchema> = {}): Promise<TeacherInfo> {
   try {
     const o = parse(infoSchema, options, "info options");
-    return new Job<TeacherInfo>((onEvent) => native().runJob("info", { teacher, ...o }, onEvent)).result;
+    return new Job<TeacherInfo>((onEvent) => native().runJob("info", { teacher, device: defaultDevice(), ...o }, onEvent)).result;
   } catch (e) {
     return failed<TeacherInfo>(e).result;
   }
@@ -143,7 +143,7 @@ const statsSchema = z.strictObject({
 export function stats(config: z.input<typeof statsSchema>): Job<StatsResult> {
   try {
     const { signal, ...cfg } = parse(statsSchema, config, "stats config");
-    return new Job<StatsResult>((onEvent) => native().runJob("stats", cfg, onEvent), { signal });
+    return new Job<StatsResult>((onEvent) => native().runJob("stats", { device: defaultDevice(), ...cfg }, onEvent), { signal });
   } catch (e) {
     return failed(e);
   }

@@ -12,17 +12,9 @@
 
 namespace dfkd {
 
-std::vector<LayerTarget> stats_targets(Teacher& teacher, const Stats* stats, const std::vector<int64_t>& shape,
-                                       const std::vector<double>& weights);
-
 InputSynthConfig spectral_config(const Json& spec, Teacher& teacher, const Stats* stats,
                                  const std::vector<int64_t>& shape) {
-  InputSynthConfig c;
-  c.batch = 256;
-  c.iterations = 2000;
-  c.lr = 0.25;
-  c.betas = {0.5, 0.9};
-  c.lr_schedule = "cosine";
+  InputSynthConfig c = inversion_defaults();
   c.ce = 1.0;
   c.spectral = 1.0;
   c.tv_l2 = 1e-4;

@@ -7,7 +7,6 @@
 
 namespace dfkd {
 
-// Layer targets shared by statistical and spectral: the stats file's layers, or the BN taps.
 std::vector<LayerTarget> stats_targets(Teacher& teacher, const Stats* stats, const std::vector<int64_t>& shape,
                                        const std::vector<double>& weights) {
   std::vector<LayerTarget> out;
@@ -49,14 +48,9 @@ std::vector<LayerTarget> stats_targets(Teacher& teacher, const Stats* stats, con
 
 InputSynthConfig statistical_config(const Json& spec, Teacher& teacher, const Stats* stats,
                                     const std::vector<int64_t>& shape) {
-  InputSynthConfig c;
-  c.batch = 256;
-  c.iterations = 2000;
-  c.lr = 0.25;
-  c.betas = {0.5, 0.9};
-  c.lr_schedule = "cosine";
+  InputSynthConfig c = inversion_defaults();
   c.ce = 1.0;
-  c.feat = 0.01;
+  c.feat = 10.0;  // as DeepInversion's BN weight (same scale: L2 norms of per-channel differences)
   c.tv_l2 = 1e-4;
   c.l2 = 1e-5;
   apply_common(c, spec);

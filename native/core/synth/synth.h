@@ -46,6 +46,13 @@ struct InputSynthConfig {
   double clip = 0.0;                // clamp x to [-clip, clip] after each step (0 = off)
 };
 
+// The optimizer recipe the three inversion methods share (DeepInversion's, see deepinversion.cpp):
+// batch 256, 2000 Adam iterations, lr 0.25, betas (0.5, 0.9), cosine schedule, jitter 2, flip.
+InputSynthConfig inversion_defaults();
+// Layer targets of statistical and spectral: the stats file's layers (matched to the teacher's
+// taps), or the BN taps' running statistics; `weights` (optional) scale each layer.
+std::vector<LayerTarget> stats_targets(Teacher& teacher, const Stats* stats, const std::vector<int64_t>& shape,
+                                       const std::vector<double>& weights);
 // Method defaults + targets. `stats` may be null (then BN running statistics are used).
 InputSynthConfig deepinversion_config(const Json& spec, Teacher& teacher);
 InputSynthConfig statistical_config(const Json& spec, Teacher& teacher, const Stats* stats,
