@@ -44,3 +44,30 @@ describe("CLI", () => {
     expect(JSON.parse(j.stdout.trim().split("\n").at(-1)!)).toMatchObject({ type: "error", code: "E_CONFIG" });
   });
 });
+
+describe("CLI Ctrl-C", () => {
+  it("SIGINT stops the run with a checkpoint (exit 130), and --resume finishes it", async () => {
+    const { spawn } = await import("node:child_process");
+    const { existsSync } = await import("node:fs");
+    const path = await import("node:path");
+    const out = tmp();
+    const args = [CLI, "distill", fx("tiny_bn.pt"), "--student", "resnet8", "--method", "classical", "--data", blobs.train.images,
+      "--labels", blobs.train.labels, "--steps", "100000", "--out", out, "--json"];
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    const code = await new Promise<number | null>((resolve) => {
+      child.stdout.on("data", (d) => {
+        stdout += d;
+        if (stdout.includes('"phase":"train"') && !child.killed) child.kill("SIGINT");
+      });
+      child.on("exit", resolve);
+    });
+    expect(code).toBe(130);
+    const last = JSON.parse(stdout.trim().split("\n").at(-1)!);
+    expect(last).toMatchObject({ type: "error", code: "E_CANCELLED", checkpoint: path.join(out, "checkpoint.dfkd") });
+    expect(existsSync(last.checkpoint)).toBe(true);
+    const resumed = dfkd("distill", fx("tiny_bn.pt"), "--student", "resnet8", "--method", "classical", "--data", blobs.train.images,
+      "--labels", blobs.train.labels, "--steps", "200", "--out", out, "--resume", last.checkpoint, "--json");
+    expect(resumed.status).toBe(0);
+  });
+});

@@ -225,10 +225,9 @@ torch::Tensor augment(const torch::Tensor& x, int64_t pad, bool flip, Rng& rng) 
     auto dx = torch::randint(0, 2 * pad + 1, {n}, rng.device, opts);
     auto iy = torch::arange(h, opts).view({1, h}) + dy.view({n, 1});  // [n,h]
     auto ix = torch::arange(w, opts).view({1, w}) + dx.view({n, 1});  // [n,w]
-    const int64_t c = x.size(1), H = h + 2 * pad, W = w + 2 * pad;
+    const int64_t c = x.size(1), W = w + 2 * pad;
     auto rows = padded.gather(2, iy.view({n, 1, h, 1}).expand({n, c, h, W}));
     out = rows.gather(3, ix.view({n, 1, 1, w}).expand({n, c, h, w}));
-    (void)H;
   }
   if (flip) {
     auto mask = torch::rand({n}, rng.device, x.options()).lt(0.5).view({n, 1, 1, 1});

@@ -29,14 +29,12 @@ double check(const std::function<torch::Tensor(const torch::Tensor&)>& f, torch:
 
 Json gradient_selfcheck(uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto opts = torch::TensorOptions().dtype(torch::kDouble);
   auto act = torch::randn({4, 3, 6, 7}, gen, torch::kDouble);
   auto other = torch::randn({4, 3, 6, 7}, gen, torch::kDouble) * 2 + 0.5;
   auto logits = torch::randn({5, 4}, gen, torch::kDouble);
   auto t_logits = torch::randn({5, 4}, gen, torch::kDouble);
   auto amp = losses::spectrum(other, false), pw = losses::spectrum(other, true);
   auto mean = torch::rand({3}, gen, torch::kDouble), stdv = torch::rand({3}, gen, torch::kDouble) + 0.5;
-  (void)opts;
   Json j;
   j["spectral_amplitude"] = check([&](const torch::Tensor& x) { return losses::spectral(x, amp, false); }, act, gen);
   j["spectral_power"] = check([&](const torch::Tensor& x) { return losses::spectral(x, pw, true); }, act, gen);
