@@ -157,30 +157,7 @@ struct Run {
   }
 
   Losses student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
-    opt->step_schedule(step);
-    torch::Tensor t;
-    {
-      torch::NoGradGuard ng;
-      t = teacher->logits(x);
-    }
-    auto s = run_logits(student, x, "student");
-    if (s.size(1) != t.size(1))
-      fail("E_CLASS_MISMATCH", "the student predicts " + std::to_string(s.size(1)) + " classes, the teacher " +
-                                   std::to_string(t.size(1)));
-    auto loss = losses::discrepancy(loss_kind, s, t, T);
-    Losses parts{{"kd", loss.item<double>()}};
-    if (ce_w > 0 && y.defined()) {
-      auto ce = torch::cross_entropy_loss(s, y);
-      parts["ce"] = ce.item<double>();
-      loss = loss + ce_w * ce;
-    }
-    parts["student"] = loss.item<double>();
-    parts["lr"] = opt->lr();
-    check_finite(loss, "the student loss");
-    opt->zero_grad();
-    loss.backward();
-    opt->step();
-    return parts;
+    return dfkd::student_step(*teacher, student, *opt, x, y, loss_kind, T, ce_w, step);
   }
 
   void maybe_eval(int64_t step, int64_t total) {
