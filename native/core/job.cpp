@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/bench.h"
 #include "core/data.h"
 #include "core/losses.h"
 #include "core/png.h"
@@ -625,6 +626,7 @@ Json run_job(const std::string& kind, const Json& config, const EmitFn& emit, co
     if (kind == "evaluate") return evaluate_job(config);
     if (kind == "info") return info_job(config);
     if (kind == "stats") return stats_job(config, emit, cancel);
+    if (kind == "bench") return bench_job(config, pick_device(config.str("device", "cpu")), cancel);
     if (kind == "selfcheck") return gradient_selfcheck(uint64_t(config.integer("seed", 0)));
     fail("E_CONFIG", "unknown job kind '" + kind + "'");
   } catch (...) {
