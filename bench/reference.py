@@ -14,7 +14,9 @@ hooks on the BN modules for the taps, torch.optim. Identical math and hyper-para
                            (synth/generator.cpp GeneratorSynth::step); generator = zoo.cpp make_generator
   classical                train.cpp student_step: teacher logits without grad, KL at T (x T^2), SGD
                            step with the cosine schedule of Optim
-Every loss term is read back with .item() as the native loop does (it reports them).
+Every loss term is read back with .item() as the native loop does (it reports them). Models are
+initialized as the zoo does and every random number is drawn from a torch.Generator with the job's
+seed in the native order, so both sides start from the same state and their first losses agree.
 
 Usage:
   python3 bench/reference.py serve                 JSON lines: {"config": {...}} -> result, on stdin/stdout
@@ -107,6 +109,25 @@ def make_model(name, shape, classes=10):
     if name == "resnet8":
         return ResNet8(shape[0], classes)
     raise ValueError(f"unknown model {name!r}")
+
+
+def zoo_init(model, g):
+    """zoo.cpp's initialization, drawn from `g` in registration order (as make_model/make_generator
+    draw from the job's generator): conv weights N(0, 2 / (out k k)), conv biases and linear layers
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)); BatchNorm keeps PyTorch's (weight 1, bias 0, stats 0/1)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                out, cin, k, _ = m.weight.shape
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / (out * k * k)))
+                if m.bias is not None:
+                    b = 1.0 / math.sqrt(cin * k * k)
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=g) * (2 * b) - b)
+            elif isinstance(m, nn.Linear):
+                b = 1.0 / math.sqrt(m.in_features)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * (2 * b) - b)
+                m.bias.copy_(torch.rand(m.bias.shape, generator=g) * (2 * b) - b)
+    return model
 
 
 def load_teacher(path, arch, shape):
@@ -367,7 +388,9 @@ def bench_student(cfg, teacher, shape, classes, g):
     total_iters = warmup + iters
     t = cfg.get("train", {})
     T, ce_w, loss_kind = t.get("temperature", 4.0), t.get("ceWeight", 0.0), t.get("loss", "kl")
-    student = make_model(cfg.get("student", "lenet5_half"), shape, classes).train()
+    # The same draws in the same order as bench.cpp: student weights, then (classical) the data pool or
+    # (adversarial) the generator's weights, then the loop's draws; so the first losses must agree.
+    student = zoo_init(make_model(cfg.get("student", "lenet5_half"), shape, classes), g).train()
     first = last = None
     t0 = time.perf_counter()
     if kind == "classical":
@@ -386,7 +409,7 @@ def bench_student(cfg, teacher, shape, classes, g):
     ns = cfg.get("adversarial", {}).get("studentSteps", 5)
     gs = cfg.get("generator", {})
     nz = gs.get("nz", 100)
-    G = Generator(nz, gs.get("ngf", 64), shape).train()
+    G = zoo_init(Generator(nz, gs.get("ngf", 64), shape), g).train()
     gopt = Optim(list(G.parameters()), {"optimizer": gs.get("optimizer", "adam"), "lr": gs.get("lr", 1e-3),
                                         "betas": gs.get("betas"), "schedule": gs.get("schedule", "none"),
                                         "milestones": gs.get("milestones"), "gamma": gs.get("gamma", 0.1)}, total_iters)

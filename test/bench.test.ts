@@ -36,9 +36,9 @@ describe("benchmarks (bench/run.mjs --quick)", () => {
       expect(r.eager.median, r.id).toBeGreaterThan(0);
       expect(r.ratio).toBeCloseTo(r.ours.median / r.eager.median, 6);
       expect(r.ours.samples).toHaveLength(1);
-      // Same seed, same CPU generator: the synthesis loops start from the same batch, so their first
-      // losses agree when the eager reference computes the same math.
-      if (r.kind === "deepinversion" || r.kind === "spectral") expect(r.firstLoss.relDiff, r.id).toBeLessThan(1e-4);
+      // Same zoo initialization, same seed, same CPU generator, same order of draws: both sides start
+      // from the same state, so their first losses agree when the eager reference computes the same math.
+      expect(r.firstLoss.relDiff, r.id).toBeLessThan(1e-3);
     }
     expect(readme).toMatch(/\| ours \| eager PyTorch \| \*\*ours \/ eager\*\* \|/);
     expect(readme.match(/\| LeNet-5 → LeNet-5-half \(1x28x28\) \| \w+ \| 8 \|/g)).toHaveLength(4);
