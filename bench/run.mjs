@@ -294,9 +294,9 @@ function gaussian(n, seed) {  // mulberry32 + Box-Muller: the stats data of the 
 async function measure(base, o, ours, eager) {
   let iterations = 1;
   if (!o.quick) {
-    // Calibration (also warms both processes up): one timed iteration each, not recorded; then as
-    // many iterations as make the slower side's measurement last about --seconds.
-    const cal = { ...base, warmup: 1, iterations: 1 };
+    // Calibration (also warms both processes up): one timed iteration after the warm-up on each
+    // side, not recorded; then as many iterations as make the slower side last about --seconds.
+    const cal = { ...base, iterations: 1 };
     const [a, e] = [await ours(cal), await eager(cal)];
     iterations = Math.max(1, Math.min(1000, Math.round(o.seconds / Math.max(a.seconds, e.seconds))));
   }
