@@ -26,7 +26,7 @@ const USAGE = `usage: node bench/run.mjs <accuracy|speed|all|report> [options]  
                      (default bench/work, or DIR/work with --out)
   --threads N        CPU threads for ours and for the eager reference (default 2)
   --only a,b         only the rows whose id contains one of these strings; other rows already in
-                     the results JSON are kept (accuracy ids: ${"classical, statistical, ..."};
+                     the results JSON are kept (accuracy ids: the keys of bench/presets.json;
                      speed ids: lenet5/deepinversion/b64, resnet8/classical/b256, ...)
   --repeats N        speed: alternating ours/eager measurements per row, medians (default 5)
   --batches a,b      speed: batch sizes (default 64,256)
@@ -206,7 +206,7 @@ async function accuracy(dfkd, o) {
     try {
       r = await dfkd.distill(cfg);
     } catch (e) {  // a failed row (e.g. E_NAN with a tuned preset) is recorded; the others still run
-      rows.push({ id: name, label: p.$label ?? name, method, error: `${e.code ?? "E_INTERNAL"}: ${e.message}`, date: new Date().toISOString(), config });
+      rows.push({ id: name, label: p.$label ?? name, method, threads: o.threads, error: `${e.code ?? "E_INTERNAL"}: ${e.message}`, date: new Date().toISOString(), config });
       save();
       console.log(`FAILED ${e.code ?? ""} ${e.message}`);
       continue;
@@ -214,7 +214,7 @@ async function accuracy(dfkd, o) {
     const wall = (performance.now() - t0) / 1000;
     const ev = r.evaluation ?? {};
     rows.push({
-      id: name, label: p.$label ?? name, method, studentAccuracy: ev.studentAccuracy, agreement: ev.agreement,
+      id: name, label: p.$label ?? name, method, threads: o.threads, studentAccuracy: ev.studentAccuracy, agreement: ev.agreement,
       teacherAccuracy: ev.teacherAccuracy, testSamples: ev.samples, wallSeconds: wall, timings: r.timings,
       synthesized: r.synthesized, realImages: method === "classical" ? 7000 : 0, studentSteps: r.studentSteps,
       statsSeconds: p.$stats ? statsSeconds : undefined, date: new Date().toISOString(), config,
@@ -438,6 +438,8 @@ export function renderReadme(acc, spd) {
       const over = r.wallSeconds > 900 ? " (over 15 min)" : "";
       L.push(`| ${r.label} | ${pct(r.studentAccuracy)} | ${pct(r.agreement)} | ${fmtTime(r.wallSeconds)}${over} | ${synth} | ${pub ? `${pub.value.toFixed(2)}% (${pub.what})` : "—"} |`);
     }
+    const st = acc.rows.find((r) => r.statsSeconds !== undefined);
+    if (st) L.push("", `The teacher's stats file (\`dfkd stats\` on its training images, done once by the data owner) took ${fmtTime(st.statsSeconds)}; it is not in the wall times.`);
     L.push("", `Published numbers: ${acc.published.note}`, "", "![held-out top-1 per method](accuracy.png)", "");
   }
   L.push("## Speed: ours (libtorch C++ behind N-API) vs the same loops in eager PyTorch-Python", "");
