@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/bench.h"
 #include "core/data.h"
 #include "core/losses.h"
 #include "core/png.h"
@@ -171,30 +172,7 @@ struct Run {
   }
 
   Losses student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
-    opt->step_schedule(step);
-    torch::Tensor t;
-    {
-      torch::NoGradGuard ng;
-      t = teacher->logits(x);
-    }
-    auto s = run_logits(student, x, "student");
-    if (s.size(1) != t.size(1))
-      fail("E_CLASS_MISMATCH", "the student predicts " + std::to_string(s.size(1)) + " classes, the teacher " +
-                                   std::to_string(t.size(1)));
-    auto loss = losses::discrepancy(loss_kind, s, t, T);
-    Losses parts{{"kd", loss.item<double>()}};
-    if (ce_w > 0 && y.defined()) {
-      auto ce = torch::cross_entropy_loss(s, y);
-      parts["ce"] = ce.item<double>();
-      loss = loss + ce_w * ce;
-    }
-    parts["student"] = loss.item<double>();
-    parts["lr"] = opt->lr();
-    check_finite(loss, "the student loss");
-    opt->zero_grad();
-    loss.backward();
-    opt->step();
-    return parts;
+    return dfkd::student_step(*teacher, student, *opt, x, y, loss_kind, T, ce_w, step);
   }
 
   void maybe_eval(int64_t step, int64_t total) {
@@ -663,6 +641,7 @@ Json run_job(const std::string& kind, const Json& config, const EmitFn& emit, co
     if (kind == "evaluate") return evaluate_job(config);
     if (kind == "info") return info_job(config);
     if (kind == "stats") return stats_job(config, emit, cancel);
+    if (kind == "bench") return bench_job(config, pick_device(config.str("device", "cpu")), cancel);
     if (kind == "selfcheck") return gradient_selfcheck(uint64_t(config.integer("seed", 0)));
     fail("E_CONFIG", "unknown job kind '" + kind + "'");
   } catch (...) {

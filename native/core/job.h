@@ -1,6 +1,6 @@
 // A run: config -> loop -> events. The caller owns the thread (the addon starts one per job);
 // the job polls `cancel` between steps and, when it is set, writes a checkpoint and throws
-// E_CANCELLED. Kinds: "distill", "evaluate", "info", "stats".
+// E_CANCELLED. Kinds: "distill", "evaluate", "info", "stats", "bench" (speed, see bench.h), "selfcheck".
 #pragma once
 #include <atomic>
 #include <functional>

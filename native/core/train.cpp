@@ -3,6 +3,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "core/losses.h"
+
 namespace dfkd {
 
 std::vector<torch::Tensor> parameters_of(torch::jit::Module& m) {
@@ -49,6 +51,34 @@ void Optim::step_schedule(int64_t step) {
   }
   lr_now_ = lr;
   for (auto& g : opt_->param_groups()) g.options().set_lr(lr);
+}
+
+Losses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
+                    const torch::Tensor& y, const std::string& loss_kind, double T, double ce_weight, int64_t step) {
+  opt.step_schedule(step);
+  torch::Tensor t;
+  {
+    torch::NoGradGuard ng;
+    t = teacher.logits(x);
+  }
+  auto s = run_logits(student, x, "student");
+  if (s.size(1) != t.size(1))
+    fail("E_CLASS_MISMATCH", "the student predicts " + std::to_string(s.size(1)) + " classes, the teacher " +
+                                 std::to_string(t.size(1)));
+  auto loss = losses::discrepancy(loss_kind, s, t, T);
+  Losses parts{{"kd", loss.item<double>()}};
+  if (ce_weight > 0 && y.defined()) {
+    auto ce = torch::cross_entropy_loss(s, y);
+    parts["ce"] = ce.item<double>();
+    loss = loss + ce_weight * ce;
+  }
+  parts["student"] = loss.item<double>();
+  parts["lr"] = opt.lr();
+  check_finite(loss, "the student loss");
+  opt.zero_grad();
+  loss.backward();
+  opt.step();
+  return parts;
 }
 
 void Bank::add(const torch::Tensor& x) {

@@ -1,6 +1,7 @@
 // Student optimization: optimizer + schedule, the KD step, the memory bank of synthesized
 // samples, evaluation, and checkpoints.
 #pragma once
+#include <map>
 #include <memory>
 
 #include "core/common.h"
@@ -30,6 +31,14 @@ class Optim {
 };
 
 std::vector<torch::Tensor> parameters_of(torch::jit::Module& m);
+
+using Losses = std::map<std::string, double>;
+
+// One student step (every method's): the teacher's logits without grad, the student's in its
+// current mode, discrepancy `loss_kind` ("kl" at temperature T | "l1"), plus ce_weight x CE on
+// `y` when both are given; sets the lr of `step`, backward, optimizer step. Returns the values.
+Losses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
+                    const torch::Tensor& y, const std::string& loss_kind, double T, double ce_weight, int64_t step);
 
 // A ring buffer of synthesized inputs (CMI/Fast-Datafree reuse synthesized images across
 // epochs). capacity 0 = keep only the newest batch.

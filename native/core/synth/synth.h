@@ -14,7 +14,6 @@
 
 namespace dfkd {
 
-using Losses = std::map<std::string, double>;
 using ProgressFn = std::function<void(int64_t step, int64_t total, const Losses&)>;
 
 // One tapped layer whose activation statistics the synthesized batch must match.

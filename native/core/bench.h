@@ -1,0 +1,17 @@
+// Speed benchmark job ("bench"): times N iterations of the production code paths after a warm-up,
+// for comparison with the same loops in eager PyTorch-Python (bench/reference.py).
+#pragma once
+#include <atomic>
+
+#include "core/common.h"
+
+namespace dfkd {
+
+// cfg: { kind: "deepinversion" | "spectral" | "adversarial" | "classical", teacher, student (zoo
+// name or TorchScript file), inputShape?, stats? (spectral), batchSize, iterations, warmup,
+// threads?, seed?, synth {}, train {}, generator {}, adversarial { studentSteps } }.
+// Returns { kind, batchSize, iterations, warmup, seconds, itersPerSec, imagesPerSec, threads,
+// firstLosses, lastLosses }.
+Json bench_job(const Json& cfg, torch::Device device, const std::atomic<bool>& cancel);
+
+}  // namespace dfkd

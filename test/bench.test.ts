@@ -1,0 +1,69 @@
+// The benchmark programs (bench/run.mjs) in --quick mode: every row runs a few steps, and the
+// results have the documented format. The numbers themselves are not checked (quick mode).
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { HAS_MNIST, ROOT, tmp } from "./helpers.js";
+
+const presets = JSON.parse(readFileSync(path.join(ROOT, "bench", "presets.json"), "utf8"));
+const accuracyRows = Object.keys(presets).filter((k) => !k.startsWith("$"));
+const KINDS = ["deepinversion", "spectral", "adversarial", "classical"];
+const fraction = (x: unknown) => typeof x === "number" && x >= 0 && x <= 1;
+
+describe("benchmarks (bench/run.mjs --quick)", () => {
+  it("runs every row for a few steps and writes accuracy.json, speed.json, README.md and accuracy.png", async () => {
+    const out = tmp("dfkd-bench-");
+    const cmd = HAS_MNIST ? "all" : "speed";
+    // One thread: about 12 s on 2 cores, and immune to the slowdown of multi-threaded libtorch when
+    // other processes compete for the cores (several times slower at 2 threads on a busy machine).
+    await promisify(execFile)(process.execPath, [path.join(ROOT, "bench", "run.mjs"), cmd, "--quick", "--threads", "1", "--out", out], {
+      cwd: ROOT, encoding: "utf8", timeout: 180_000,
+    });
+    const readme = readFileSync(path.join(out, "README.md"), "utf8");
+    expect(readme).toContain("Quick mode");
+    for (const h of ["## Accuracy", "## Speed", "## Reproduce", "npm run bench -- accuracy", "npm run bench -- speed"]) expect(readme).toContain(h);
+
+    const speed = JSON.parse(readFileSync(path.join(out, "speed.json"), "utf8"));
+    expect(speed.kind).toBe("speed");
+    expect(speed.quick).toBe(true);
+    expect(speed.env).toMatchObject({ threads: 1, libtorch: expect.any(String), cpu: expect.any(String) });
+    expect(speed.rows.map((r: { id: string }) => r.id)).toEqual(["lenet5", "resnet8"].flatMap((t) => KINDS.map((k) => `${t}/${k}/b8`)));
+    for (const r of speed.rows) {
+      expect(r.error, r.id).toBeUndefined();
+      expect(r.ours.median, r.id).toBeGreaterThan(0);
+      expect(r.eager.median, r.id).toBeGreaterThan(0);
+      expect(r.ratio).toBeCloseTo(r.ours.median / r.eager.median, 6);
+      expect(r.ours.samples).toHaveLength(1);
+      // Same zoo initialization, same seed, same CPU generator, same order of draws: both sides start
+      // from the same state, so their first losses agree when the eager reference computes the same math.
+      expect(r.firstLoss.relDiff, r.id).toBeLessThan(1e-3);
+    }
+    expect(readme).toMatch(/\| ours \| eager PyTorch \| \*\*ours \/ eager\*\* \|/);
+    expect(readme.match(/\| LeNet-5 → LeNet-5-half \(1x28x28\) \| \w+ \| 8 \|/g)).toHaveLength(4);
+
+    if (!HAS_MNIST) return;
+    const acc = JSON.parse(readFileSync(path.join(out, "accuracy.json"), "utf8"));
+    expect(acc.kind).toBe("accuracy");
+    expect(acc.quick).toBe(true);
+    expect(acc.setting.teacherAccuracy).toBeGreaterThan(0.95);
+    expect(acc.published.note).toMatch(/NOT verified/);
+    expect(acc.rows.map((r: { id: string }) => r.id)).toEqual(accuracyRows);
+    for (const r of acc.rows) {
+      expect(r.error, r.id).toBeUndefined();
+      expect(fraction(r.studentAccuracy), r.id).toBe(true);
+      expect(fraction(r.agreement), r.id).toBe(true);
+      expect(r.testSamples).toBe(3000);
+      expect(r.wallSeconds).toBeGreaterThan(0);
+      expect(Number.isInteger(r.synthesized)).toBe(true);
+      if (r.method === "classical") expect(r.synthesized).toBe(0);
+      else expect(r.synthesized).toBeGreaterThan(0);
+      expect(readme).toContain(`| ${r.label} | ${(100 * r.studentAccuracy).toFixed(2)}% |`);
+    }
+    expect(readme).toMatch(/\| method \| held-out top-1 \| agreement with teacher \| wall time \| synthesized images \| published \(unverified\) \|/);
+    const png = readFileSync(path.join(out, "accuracy.png"));
+    expect(png.subarray(0, 8)).toEqual(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]));
+    expect(png.readUInt32BE(16)).toBeGreaterThan(100);  // IHDR width
+  }, 240_000);
+});
