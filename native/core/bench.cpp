@@ -29,17 +29,6 @@ Json losses_json(const Losses& l) {
   return j;
 }
 
-torch::jit::Module make_student(const std::string& s, const std::vector<int64_t>& shape, int64_t classes,
-                                at::Generator& gen, torch::Device device) {
-  auto names = zoo_names();
-  torch::jit::Module m = std::find(names.begin(), names.end(), s) != names.end() ? make_model(s, shape, classes, gen)
-                                                                                : load_module(s, device);
-  m.to(device);
-  m.train();
-  for (auto p : m.parameters()) p.requires_grad_(true);
-  return m;
-}
-
 }  // namespace
 
 Json bench_job(const Json& cfg, torch::Device device, const std::atomic<bool>& cancel) {
@@ -48,7 +37,8 @@ Json bench_job(const Json& cfg, torch::Device device, const std::atomic<bool>& c
                 warmup = cfg.integer("warmup", 3);
   if (batch < 1 || iters < 1 || warmup < 0) fail("E_CONFIG", "bench: batchSize and iterations must be >= 1, warmup >= 0");
   if (cfg.has("threads")) torch::set_num_threads(int(cfg.integer("threads", 1)));
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(cfg.integer("seed", 0)));
+  Rng rng(uint64_t(cfg.integer("seed", 0)), device);
+  const auto on_device = torch::TensorOptions().device(device);
   Teacher teacher(cfg.str("teacher", ""), device, cfg.strs("layers"));
   auto shape = teacher.input_shape(to_shape(cfg.nums("inputShape")));
   const int64_t classes = teacher.num_classes(shape);
@@ -66,7 +56,7 @@ Json bench_job(const Json& cfg, torch::Device device, const std::atomic<bool>& c
                                                   : spectral_config(spec, teacher, stats.get(), shape);
     InputSynthesizer synth(teacher, sc, shape, classes);
     if (warmup == 0) t0 = Clock::now();
-    synth.run(gen, nullptr, cancel, [&](int64_t step, int64_t, const Losses& l) {
+    synth.run(rng, nullptr, cancel, [&](int64_t step, int64_t, const Losses& l) {
       if (step == 1) first = l;
       if (step == warmup) t0 = Clock::now();
       if (step == total) t1 = Clock::now();
@@ -76,17 +66,17 @@ Json bench_job(const Json& cfg, torch::Device device, const std::atomic<bool>& c
     const Json& t = cfg.get("train");
     const double T = t.num("temperature", 4.0), ce_w = t.num("ceWeight", 0.0);
     const std::string loss_kind = t.str("loss", "kl");
-    auto student = make_student(cfg.str("student", "lenet5_half"), shape, classes, gen, device);
+    auto student = make_student(cfg.str("student", "lenet5_half"), shape, classes, rng.host, device);
     std::vector<int64_t> full{4 * batch};
     full.insert(full.end(), shape.begin(), shape.end());
     if (kind == "classical") {
-      auto pool = torch::randn(full, gen).to(device);
-      auto labels = torch::randint(0, classes, {full[0]}, gen, torch::kLong).to(device);
+      auto pool = torch::randn(full, rng.device, on_device);
+      auto labels = torch::randint(0, classes, {full[0]}, rng.device, on_device.dtype(torch::kLong));
       Optim opt(parameters_of(student), t, total);
       for (int64_t step = 0; step < total; ++step) {
         if (cancel.load()) fail("E_CANCELLED", "cancelled");
         if (step == warmup) t0 = Clock::now();
-        auto idx = torch::randint(0, full[0], {batch}, gen, torch::kLong).to(device);
+        auto idx = torch::randint(0, full[0], {batch}, rng.device, on_device.dtype(torch::kLong));
         last = student_step(teacher, student, opt, pool.index_select(0, idx), labels.index_select(0, idx), loss_kind, T,
                             ce_w, step);
         if (step == 0) first = last;
@@ -95,15 +85,15 @@ Json bench_job(const Json& cfg, torch::Device device, const std::atomic<bool>& c
       const int64_t ns = cfg.get("adversarial").integer("studentSteps", 5);
       if (ns < 1) fail("E_CONFIG", "bench: adversarial.studentSteps must be >= 1");
       Optim opt(parameters_of(student), t, total * ns);
-      GeneratorSynth g(cfg.get("generator"), teacher, shape, gen, total);
+      GeneratorSynth g(cfg.get("generator"), teacher, shape, rng.host, total);
       for (int64_t it = 0; it < total; ++it) {
         if (cancel.load()) fail("E_CANCELLED", "cancelled");
         if (it == warmup) t0 = Clock::now();
         for (int64_t j = 0; j < ns; ++j) {
-          auto x = g.sample(batch, gen);
+          auto x = g.sample(batch, rng);
           last = student_step(teacher, student, opt, x, torch::Tensor(), loss_kind, T, ce_w, it * ns + j);
         }
-        for (auto& [k, v] : g.step(student, batch, T, gen, it)) last["g_" + k] = v;
+        for (auto& [k, v] : g.step(student, batch, T, rng, it)) last["g_" + k] = v;
         if (it == 0) first = last;
       }
     }

@@ -229,14 +229,8 @@ void setup(Run& r) {
     fail("E_SHAPE", "test images have shape " + shape_str(r.test.x.sizes().slice(1)) + ", the input shape is " + shape_str(r.shape));
   // student
   const Json& s = c.get("student");
-  if (s.has("path")) {
-    r.student = load_module(s.str("path", ""), r.device);
-  } else {
-    r.student = make_model(s.str("model", "lenet5_half"), r.shape, r.classes, r.rng->host);
-    r.student.to(r.device);
-  }
-  r.student.train();
-  for (auto p : r.student.parameters()) p.requires_grad_(true);
+  r.student = make_student(s.has("path") ? s.str("path", "") : s.str("model", "lenet5_half"), r.shape, r.classes,
+                           r.rng->host, r.device);
   {
     torch::NoGradGuard ng;
     std::vector<int64_t> full{2};

@@ -1,5 +1,8 @@
 #include "core/zoo.h"
 
+#include "core/teacher.h"
+
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 
@@ -16,6 +19,12 @@ std::shared_ptr<torch::jit::CompilationUnit> cu() {
 
 std::mutex& cu_mutex() {
   static std::mutex m;
+  return m;
+}
+
+// Zoo models are built to be trained: parameters require grad.
+Module trainable(Module m) {
+  for (auto p : m.parameters()) p.requires_grad_(true);
   return m;
 }
 
@@ -161,11 +170,11 @@ std::vector<std::string> zoo_names() { return {"lenet5", "lenet5_half", "resnet8
 
 Module make_model(const std::string& name, const std::vector<int64_t>& in, int64_t classes, at::Generator& gen) {
   if (in.size() != 3) fail("E_CONFIG", "model input shape must be [C, H, W], got " + shape_str(in));
-  if (name == "lenet5") return lenet5(in, classes, 1.0, gen);
-  if (name == "lenet5_half") return lenet5(in, classes, 0.5, gen);
-  if (name == "resnet8") return resnet("ResNet8", {1, 1, 1}, {16, 32, 64}, in, classes, gen);
-  if (name == "resnet20") return resnet("ResNet20", {3, 3, 3}, {16, 32, 64}, in, classes, gen);
-  if (name == "resnet18") return resnet("ResNet18", {2, 2, 2, 2}, {64, 128, 256, 512}, in, classes, gen);
+  if (name == "lenet5") return trainable(lenet5(in, classes, 1.0, gen));
+  if (name == "lenet5_half") return trainable(lenet5(in, classes, 0.5, gen));
+  if (name == "resnet8") return trainable(resnet("ResNet8", {1, 1, 1}, {16, 32, 64}, in, classes, gen));
+  if (name == "resnet20") return trainable(resnet("ResNet20", {3, 3, 3}, {16, 32, 64}, in, classes, gen));
+  if (name == "resnet18") return trainable(resnet("ResNet18", {2, 2, 2, 2}, {64, 128, 256, 512}, in, classes, gen));
   std::string names;
   for (auto& n : zoo_names()) names += (names.empty() ? "" : ", ") + n;
   fail("E_CONFIG", "unknown student model '" + name + "' (built-in models: " + names + ")");
@@ -193,6 +202,17 @@ Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, 
          "  x = torch.upsample_nearest2d(x, None, [2.0, 2.0])\n"
          "  x = torch.leaky_relu(self.bn2.forward(self.conv2.forward(x)), 0.2)\n"
          "  return self.bn3.forward(torch.tanh(self.conv3.forward(x)))\n");
+  return trainable(m);
+}
+
+Module make_student(const std::string& name_or_path, const std::vector<int64_t>& in, int64_t classes,
+                    at::Generator& gen, torch::Device device) {
+  auto names = zoo_names();
+  bool zoo = std::find(names.begin(), names.end(), name_or_path) != names.end();
+  Module m = zoo ? make_model(name_or_path, in, classes, gen) : load_module(name_or_path, device);
+  m.to(device);
+  m.train();
+  for (auto p : m.parameters()) p.requires_grad_(true);  // a file may hold frozen parameters
   return m;
 }
 

@@ -11,6 +11,11 @@ torch::jit::Module make_model(const std::string& name, const std::vector<int64_t
                               at::Generator& gen);
 std::vector<std::string> zoo_names();
 
+// A student to train, on `device`, in train mode with every parameter requiring grad: a zoo
+// model when `name_or_path` is a zoo name, else a TorchScript file.
+torch::jit::Module make_student(const std::string& name_or_path, const std::vector<int64_t>& in_shape,
+                                int64_t classes, at::Generator& gen, torch::Device device);
+
 // DFAD's GeneratorA (VainF/Data-Free-Adversarial-Distillation network/gan.py), sized for the
 // teacher's input (C,H,W), H and W divisible by 4: z[B,nz] -> Linear -> BN -> up2 -> conv3x3 ->
 // BN -> LeakyReLU(0.2) -> up2 -> conv3x3 -> BN -> LeakyReLU(0.2) -> conv3x3 -> tanh -> BN(affine=False).

@@ -18,9 +18,6 @@ GeneratorSynth::GeneratorSynth(const Json& spec, Teacher& teacher, std::vector<i
   g_ = make_generator(nz_, ngf, shape, init);
   g_.to(teacher.device());
   g_.train();
-  // The zoo registers parameters without requires_grad; without it the generator loss would not
-  // reach G (backward stops at its output) and Adam would never move it.
-  for (auto p : g_.parameters()) p.requires_grad_(true);
   Json o;
   o["optimizer"] = spec.str("optimizer", "adam");
   o["lr"] = spec.num("lr", 1e-3);
