@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -40,7 +41,10 @@ std::string shape_str(at::IntArrayRef s) {
 
 std::vector<int64_t> to_shape(const std::vector<double>& v) {
   std::vector<int64_t> out;
-  for (double d : v) out.push_back(static_cast<int64_t>(d));
+  for (double d : v) {  // (casting an out-of-range double to an integer is undefined)
+    if (!(d >= 0 && d <= 9007199254740992.0 && d == std::floor(d))) fail("E_CONFIG", "invalid dimension " + std::to_string(d) + " in a shape");
+    out.push_back(static_cast<int64_t>(d));
+  }
   return out;
 }
 
