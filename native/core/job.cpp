@@ -233,6 +233,11 @@ void setup(Run& r) {
   if (explicit_shape.empty() && r.test.size()) explicit_shape = r.test.x.sizes().slice(1).vec();
   r.shape = r.teacher->input_shape(explicit_shape);
   r.classes = r.teacher->num_classes(r.shape);
+  for (auto* ds : {&r.train, &r.test})  // (cross_entropy would fail with an uncoded libtorch error)
+    if (ds->labeled() && ds->size() && ds->y.max().item<int64_t>() >= r.classes)
+      fail("E_DATA_INVALID", std::string(ds == &r.train ? "training" : "test") + " labels go up to " +
+                                 std::to_string(ds->y.max().item<int64_t>()) + ", the teacher predicts " +
+                                 std::to_string(r.classes) + " classes");
   if (r.test.size() && r.test.x.sizes().slice(1).vec() != r.shape)
     fail("E_SHAPE", "test images have shape " + shape_str(r.test.x.sizes().slice(1)) + ", the input shape is " + shape_str(r.shape));
   // student
