@@ -90,7 +90,7 @@ struct JobState {
   std::unique_ptr<Napi::Promise::Deferred> deferred;
   bool ok = false;
   Json result;
-  std::string err_code, err_msg;
+  std::string err_code, err_msg, err_checkpoint;
 };
 
 std::mutex g_jobs_mutex;
@@ -131,7 +131,11 @@ Napi::Value RunJob(const Napi::CallbackInfo& info) {
           g_jobs.erase(st);
         }
         if (st->ok) st->deferred->Resolve(to_js(env, st->result));
-        else st->deferred->Reject(coded_error(env, st->err_code, st->err_msg).Value());
+        else {
+          auto err = coded_error(env, st->err_code, st->err_msg);
+          if (!st->err_checkpoint.empty()) err.Value().Set("checkpoint", Napi::String::New(env, st->err_checkpoint));
+          st->deferred->Reject(err.Value());
+        }
       });
   {
     std::lock_guard<std::mutex> lock(g_jobs_mutex);
@@ -154,6 +158,7 @@ Napi::Value RunJob(const Napi::CallbackInfo& info) {
     } catch (const dfkd::Error& e) {
       st->err_code = e.code;
       st->err_msg = e.what();
+      st->err_checkpoint = e.checkpoint;
     } catch (...) {
       auto e = dfkd::translate(std::current_exception(), "E_INTERNAL", "");
       st->err_code = e.code;

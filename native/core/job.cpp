@@ -130,6 +130,13 @@ struct Run {
   std::unique_ptr<Optim> opt;
   Timer timer;
   std::string method, out_student, out_report, out_ckpt, out_dir;
+  std::string good_ckpt;  // the latest checkpoint of a good state: written by this run, or resumed from
+  bool synthesizing = false;  // in input synthesis: a NaN there leaves the student's state good
+  // A periodic checkpoint is committed to disk only once the next student loss is finite, so a
+  // NaN never replaces the last good checkpoint with the state that diverged.
+  std::string pending_bytes;
+  Json pending_state;
+  bool pending = false;
   Losses last_student, last_synth;
   int64_t synthesized = 0;
   Json meta;  // normalization etc. stored with the student
@@ -177,6 +184,7 @@ struct Run {
     parts["student"] = loss.item<double>();
     parts["lr"] = opt->lr();
     check_finite(loss, "the student loss");
+    commit_pending();
     opt->zero_grad();
     loss.backward();
     opt->step();
@@ -198,7 +206,10 @@ struct Run {
   }
 
   // `fill` adds the method's own state (bank, RNG, generator) and returns the counters.
-  void save_checkpoint(const std::function<Json(Checkpoint&)>& fill) {
+  // `defer`: hold it in memory until the next student loss is finite (commit_pending).
+  // A state with non-finite weights is never written: E_NAN, and the file on disk stays.
+  void save_checkpoint(const std::function<Json(Checkpoint&)>& fill, bool defer = false) {
+    if (!module_finite(student)) fail("E_NAN", "the student's weights are no longer finite; lower the learning rate");
     Checkpoint ck;
     Json state = fill(ck);
     ck.put_module("student", student);
@@ -207,7 +218,21 @@ struct Run {
     st["method"] = method;
     st["seed"] = double(seed);
     ck.put_json("state", st);
-    ck.write(out_ckpt);
+    pending = false;
+    pending_bytes = ck.bytes();
+    pending_state = st;
+    if (defer) pending = true;
+    else commit(pending_bytes, pending_state);
+  }
+  void commit_pending() {
+    if (!pending) return;
+    pending = false;
+    commit(pending_bytes, pending_state);
+  }
+  void commit(std::string& bytes, const Json& st) {
+    write_file_atomic(out_ckpt, bytes);
+    std::string().swap(bytes);
+    good_ckpt = out_ckpt;
     Json e;
     e["type"] = "checkpoint";
     e["path"] = out_ckpt;
@@ -291,15 +316,32 @@ template <class F>
 void guarded_loop(Run& r, F&& body, const std::function<Json(Checkpoint&)>& fill) {
   try {
     body();
+    r.commit_pending();
   } catch (const Error& e) {
+    r.pending = false;
+    auto keep_last_good = [&](const std::string& why) {
+      std::string msg = std::string(e.what()) + "; " + why + "; ";
+      msg += r.good_ckpt.empty() ? "no earlier checkpoint of a good state exists (checkpointEvery keeps periodic ones)"
+                                 : "the last good checkpoint is " + r.good_ckpt + " (pass it as resume to continue)";
+      return Error("E_NAN", msg, r.good_ckpt);
+    };
+    // The student's (or generator's) loss is not finite: the state in memory diverged. Keep
+    // the last good checkpoint rather than overwriting it.
+    if (e.code == "E_NAN" && !r.synthesizing) throw keep_last_good("the diverged state was not saved");
     if (e.code == "E_CANCELLED" || e.code == "E_NAN") {
-      r.save_checkpoint([&](Checkpoint& ck) {
-        Json st = fill(ck);
-        st["reason"] = e.code == "E_CANCELLED" ? "cancelled" : "nan";
-        return st;
-      });
+      // Cancelled, or a synthesis loss became NaN (the student is untouched): save the state.
+      try {
+        r.save_checkpoint([&](Checkpoint& ck) {
+          Json st = fill(ck);
+          st["reason"] = e.code == "E_CANCELLED" ? "cancelled" : "nan";
+          return st;
+        });
+      } catch (const Error& bad) {
+        if (bad.code != "E_NAN") throw;
+        throw keep_last_good("the weights are no longer finite, so they were not saved");
+      }
       throw Error(e.code, std::string(e.what()) + "; checkpoint written to " + r.out_ckpt +
-                              " (pass it as resume to continue)");
+                              " (pass it as resume to continue)", r.out_ckpt);
     }
     throw;
   }
@@ -337,7 +379,7 @@ void run_classical(Run& r, const Json& rs, CheckpointReader* ck) {
       r.maybe_eval(step + 1, r.steps);
       if (r.ckpt_every > 0 && (step + 1) % r.ckpt_every == 0 && step + 1 < r.steps) {
         ++step;
-        r.save_checkpoint(fill);
+        r.save_checkpoint(fill, /*defer=*/true);
         --step;
       }
     }
@@ -404,6 +446,7 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
         r.phase("synthesize");
         round_rng = r.gen.get_state();
         in_synth = true;
+        r.synthesizing = true;
         auto t0 = Clock::now();
         auto res = synth.run(r.gen, sconf.adi > 0 ? &r.student : nullptr, r.cancel,
                              [&](int64_t it, int64_t total, const Losses& l) {
@@ -415,6 +458,7 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
                                            (round + 0.5 * it / total) / rounds, false, ex);
                              });
         in_synth = false;
+        r.synthesizing = false;
         r.timer.t["synthesize"] += secs_since(t0);
         r.last_synth = res.losses;
         bank.add(res.x);
@@ -442,7 +486,7 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
       k = 0;
       if (r.ckpt_every > 0 && (round + 1) % r.ckpt_every == 0 && round + 1 < rounds) {
         ++round;
-        r.save_checkpoint(fill);
+        r.save_checkpoint(fill, /*defer=*/true);
         --round;
       }
     }
@@ -478,6 +522,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
   auto t0 = Clock::now();
   const int64_t it0 = it;
   auto fill = [&](Checkpoint& c) {
+    if (!module_finite(g.module())) fail("E_NAN", "the generator's weights are no longer finite; lower the generator lr");
     c.put_generator("job", r.gen);
     c.put_module("generator", g.module());
     torch::serialize::OutputArchive ga;
@@ -513,7 +558,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
       r.maybe_eval((it + 1) * ns, r.steps);
       if (r.ckpt_every > 0 && (it + 1) % r.ckpt_every == 0 && it + 1 < total_iters) {
         ++it;
-        r.save_checkpoint(fill);
+        r.save_checkpoint(fill, /*defer=*/true);
         --it;
       }
     }
@@ -551,6 +596,7 @@ Json distill(const Json& cfg, const EmitFn& emit, const std::atomic<bool>& cance
     auto sm = ck->module("student", r.device);
     copy_state(r.student, sm);
     ck->generator("job", r.gen);
+    r.good_ckpt = cfg.str("resume", "");
     r.log("resuming from " + cfg.str("resume", ""));
     r.timer.t["load"] += secs_since(t0);
   }

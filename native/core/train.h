@@ -59,6 +59,8 @@ class BufferSnapshot {
 
 // Throws E_NAN (after the caller saved what it can) when a loss is not finite.
 void check_finite(const torch::Tensor& loss, const std::string& what);
+// Whether all floating-point parameters and buffers are finite (a state worth checkpointing).
+bool module_finite(torch::jit::Module& m);
 
 struct EvalResult {
   double teacher_acc = -1, student_acc = -1, agreement = -1;
@@ -77,7 +79,7 @@ class Checkpoint {
   void put_module(const std::string& key, torch::jit::Module& m);
   void put_json(const std::string& key, const Json& j);
   void put_generator(const std::string& key, at::Generator& g);
-  void write(const std::string& path);
+  std::string bytes();  // the serialized archive (written with write_file_atomic)
  private:
   torch::serialize::OutputArchive out_;
 };
