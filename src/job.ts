@@ -128,9 +128,9 @@ export class Job<R> implements AsyncIterable<JobEvent>, PromiseLike<R> {
   private push(e: JobEvent): void {
     this.queue.push(e);
     if (this.queue.length > 10000) this.queue.shift();  // nobody is iterating: bound the memory
+    this.wake();  // before the listeners: one that throws must not starve the iterators
     this.emitter.emit(e.type, e);
     this.emitter.emit("event", e);
-    this.wake();
   }
 
   private finish(err?: DfkdError): void {
