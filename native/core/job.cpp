@@ -76,6 +76,19 @@ void copy_state(torch::jit::Module& dst, torch::jit::Module& src) {
   for (auto b : dst.named_buffers()) put(b.name, b.value);
 }
 
+// Restoring from a checkpoint: whatever fails there (a corrupt archive, another optimizer or
+// model) is E_CHECKPOINT, not a raw libtorch error.
+template <class F>
+void restoring(const std::string& path, F&& f) {
+  try {
+    f();
+  } catch (...) {
+    Error e = translate(std::current_exception(), "E_TORCH", "");
+    if (e.code == "E_CHECKPOINT" || e.code == "E_OOM") throw e;  // already clear
+    throw Error("E_CHECKPOINT", path + " does not fit this run (another optimizer, model or method?): " + e.what());
+  }
+}
+
 // Throughput/ETA bookkeeping and throttled progress events.
 class Progress {
  public:
@@ -356,10 +369,10 @@ void run_classical(Run& r, const Json& rs, CheckpointReader* ck) {
   if (r.steps < 1) fail("E_CONFIG", "train.steps must be at least 1");
   r.opt = std::make_unique<Optim>(parameters_of(r.student), t, r.steps);
   int64_t step = 0;
-  if (ck) {
+  if (ck) restoring(ck->path(), [&] {
     r.opt->load(ck->in());
     step = rs.integer("step", 0);
-  }
+  });
   const int64_t start = step;
   Batches batches(r.train.size(), r.batch, r.seed);
   Progress prog(r.emit);
@@ -420,13 +433,13 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
   r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.get("train"), std::max<int64_t>(1, r.steps));
   Bank bank(bank_cap);
   int64_t round = 0, k = 0;
-  if (ck) {
+  if (ck) restoring(ck->path(), [&] {
     r.opt->load(ck->in());
     bank.load(ck->in());
     round = rs.integer("round", 0);
     k = rs.integer("k", 0);
     r.synthesized = rs.integer("synthesized", 0);
-  }
+  });
   torch::Tensor round_rng;  // RNG at the start of the round being synthesized
   bool in_synth = false;
   Progress prog(r.emit);
@@ -507,7 +520,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
   r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.get("train"), r.steps);
   GeneratorSynth g(r.cfg.get("generator"), *r.teacher, r.shape, r.gen, total_iters);
   int64_t it = 0;
-  if (ck) {
+  if (ck) restoring(ck->path(), [&] {
     r.opt->load(ck->in());
     auto gm = ck->module("generator", r.device);
     copy_state(g.module(), gm);
@@ -515,7 +528,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
     ck->in().read("generator_optim", ga);
     g.optim().load(ga);
     it = rs.integer("iteration", 0);
-  }
+  });
   Losses last_g;
   Progress prog(r.emit);
   r.phase("train");
@@ -589,13 +602,15 @@ Json distill(const Json& cfg, const EmitFn& emit, const std::atomic<bool>& cance
   Json rs;
   if (cfg.has("resume")) {
     auto t0 = Clock::now();
-    ck = std::make_unique<CheckpointReader>(cfg.str("resume", ""));
-    rs = ck->json("state");
-    if (rs.str("method", "") != r.method)
-      fail("E_CHECKPOINT", "the checkpoint is of method '" + rs.str("method", "") + "', this run is '" + r.method + "'");
-    auto sm = ck->module("student", r.device);
-    copy_state(r.student, sm);
-    ck->generator("job", r.gen);
+    restoring(cfg.str("resume", ""), [&] {
+      ck = std::make_unique<CheckpointReader>(cfg.str("resume", ""));
+      rs = ck->json("state");
+      if (rs.str("method", "") != r.method)
+        fail("E_CHECKPOINT", "the checkpoint is of method '" + rs.str("method", "") + "', this run is '" + r.method + "'");
+      auto sm = ck->module("student", r.device);
+      copy_state(r.student, sm);
+      ck->generator("job", r.gen);
+    });
     r.good_ckpt = cfg.str("resume", "");
     r.log("resuming from " + cfg.str("resume", ""));
     r.timer.t["load"] += secs_since(t0);

@@ -91,6 +91,7 @@ class CheckpointReader {
   torch::jit::Module module(const std::string& key, torch::Device device);
   Json json(const std::string& key);
   void generator(const std::string& key, at::Generator& g);
+  const std::string& path() const { return path_; }
  private:
   torch::serialize::InputArchive in_;
   std::string path_;
