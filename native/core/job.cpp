@@ -433,12 +433,18 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
   r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.get("train"), std::max<int64_t>(1, r.steps));
   Bank bank(bank_cap);
   int64_t round = 0, k = 0;
+  // Whether this round's batch is already in the bank: k == 0 alone does not say (a run
+  // cancelled between synthesis and the first KD step used to synthesize the round again).
+  bool have_batch = false;
   if (ck) restoring(ck->path(), [&] {
     r.opt->load(ck->in());
     bank.load(ck->in());
     round = rs.integer("round", 0);
     k = rs.integer("k", 0);
+    have_batch = rs.boolean("haveBatch", k > 0);
     r.synthesized = rs.integer("synthesized", 0);
+    for (auto& [name, v] : rs.get("lastSynth").is_object() ? rs.get("lastSynth").as_object() : Json::Object{})
+      r.last_synth[name] = v.as_number();
   });
   torch::Tensor round_rng;  // RNG at the start of the round being synthesized
   bool in_synth = false;
@@ -450,12 +456,14 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
     Json st;
     st["round"] = round;
     st["k"] = k;
+    st["haveBatch"] = have_batch && !in_synth;
     st["synthesized"] = r.synthesized;
+    st["lastSynth"] = losses_json(r.last_synth);
     return st;
   };
   guarded_loop(r, [&] {
     for (; round < rounds; ++round) {
-      if (k == 0) {
+      if (!have_batch) {
         r.phase("synthesize");
         round_rng = r.gen.get_state();
         in_synth = true;
@@ -476,6 +484,7 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
         r.last_synth = res.losses;
         bank.add(res.x);
         r.synthesized += res.x.size(0);
+        have_batch = true;
         if (round == 0) save_samples(r, res.x, res.y);
         r.phase("train");
       }
@@ -497,6 +506,7 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
       }
       r.timer.t["train"] += secs_since(t1);
       k = 0;
+      have_batch = false;
       if (r.ckpt_every > 0 && (round + 1) % r.ckpt_every == 0 && round + 1 < rounds) {
         ++round;
         r.save_checkpoint(fill, /*defer=*/true);
