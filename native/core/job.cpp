@@ -538,6 +538,9 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
     ck->in().read("generator_optim", ga);
     g.optim().load(ga);
     it = rs.integer("iteration", 0);
+    // Building the generator above drew its initial weights from r.gen, which distill() had
+    // already restored: restore it again, or every z after a resume differs from the run's.
+    ck->generator("job", r.gen);
   });
   Losses last_g;
   Progress prog(r.emit);
