@@ -1,7 +1,7 @@
 /** Every error dfkd raises carries a stable `code` (see README, "Errors"). */
 export class DfkdError extends Error {
   readonly code: string;
-  /** For E_CANCELLED / E_NAN: the checkpoint that `resume` continues from. */
+  /** For E_CANCELLED / E_NAN: the checkpoint that `resume` continues from (absent if none was kept). */
   checkpoint?: string;
   constructor(code: string, message: string, options?: { cause?: unknown; checkpoint?: string }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
@@ -11,11 +11,14 @@ export class DfkdError extends Error {
   }
 }
 
-/** Wraps an error from the addon (an Error with a `code`) as a DfkdError. */
-export function fromNative(e: unknown, checkpoint?: string): DfkdError {
+/**
+ * Wraps an error from the addon (an Error with a `code`, and a `checkpoint` where the native job
+ * kept one of a good state) as a DfkdError.
+ */
+export function fromNative(e: unknown): DfkdError {
   if (e instanceof DfkdError) return e;
-  const err = e as { code?: string; message?: string };
+  const err = e as { code?: string; message?: string; checkpoint?: unknown };
   const code = typeof err?.code === "string" ? err.code : "E_INTERNAL";
-  const withCkpt = code === "E_CANCELLED" || code === "E_NAN" ? checkpoint : undefined;
+  const withCkpt = typeof err?.checkpoint === "string" ? err.checkpoint : undefined;
   return new DfkdError(code, err?.message ?? String(e), { cause: e, checkpoint: withCkpt });
 }

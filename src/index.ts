@@ -85,7 +85,6 @@ export function distill(config: DistillConfig): Job<DistillReport> {
   }
   return new Job<DistillReport>((onEvent) => native().runJob("distill", nat, onEvent), {
     signal: cfg.signal,
-    checkpoint: nat.output.checkpoint,
   });
 }
 

@@ -42,7 +42,7 @@ export class Job<R> implements AsyncIterable<JobEvent>, PromiseLike<R> {
   private cancelNative: () => void = () => {};
 
   /** @internal */
-  constructor(start: (onEvent: (e: unknown) => void) => NativeJobHandle, opts: { signal?: AbortSignal; checkpoint?: string; map?: (r: unknown) => R } = {}) {
+  constructor(start: (onEvent: (e: unknown) => void) => NativeJobHandle, opts: { signal?: AbortSignal; map?: (r: unknown) => R } = {}) {
     let handle: NativeJobHandle;
     try {
       handle = start((e) => this.push(e as JobEvent));
@@ -66,7 +66,7 @@ export class Job<R> implements AsyncIterable<JobEvent>, PromiseLike<R> {
       },
       (e) => {
         opts.signal?.removeEventListener("abort", onAbort);
-        const err = fromNative(e, opts.checkpoint);
+        const err = fromNative(e);
         this.finish(err);
         throw err;
       },
@@ -128,9 +128,9 @@ export class Job<R> implements AsyncIterable<JobEvent>, PromiseLike<R> {
   private push(e: JobEvent): void {
     this.queue.push(e);
     if (this.queue.length > 10000) this.queue.shift();  // nobody is iterating: bound the memory
+    this.wake();  // before the listeners: one that throws must not starve the iterators
     this.emitter.emit(e.type, e);
     this.emitter.emit("event", e);
-    this.wake();
   }
 
   private finish(err?: DfkdError): void {

@@ -11,6 +11,8 @@ export interface NativeAddon {
   runJob(kind: string, config: unknown, onEvent: (e: unknown) => void): NativeJobHandle;
   zoo(): string[];
   runtime(): { torch: string; cuda: boolean; cudaDevices: number; threads: number };
+  /** Cancels this thread's running jobs and waits for their native threads. */
+  stopAll(): void;
 }
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -22,6 +24,10 @@ export function native(): NativeAddon {
     const load = require("node-gyp-build") as (dir: string) => NativeAddon;
     try {
       cached = load(PACKAGE_ROOT);
+      // process.exit() (or an uncaught exception) skips the addon's env cleanup hook: stop the
+      // native threads here, or exit() tears libtorch down under a running job.
+      const addon = cached;
+      process.once("exit", () => addon.stopAll());
     } catch (e) {
       const err = new Error(
         `dfkd: the native addon is not built or does not load (${(e as Error).message.split("\n")[0]}). ` +

@@ -3,7 +3,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { distill, mnist, type ProgressEvent } from "../src/index.js";
 import { mainJob } from "../src/presets.js";
-import { fx, HAS_MNIST, MNIST, rejectsWith, TEACHER, tmp } from "./helpers.js";
+import { fx, HAS_MNIST, MNIST, rejectsWith, TEACHER, tmp, weights } from "./helpers.js";
 import { readSafetensors } from "./safetensors.js";
 
 describe("deepinversion", () => {
@@ -55,17 +55,3 @@ describe("deepinversion", () => {
     expect(weights(a)).toEqual(weights(b));
   });
 });
-
-/** The tensor payload of a TorchScript zip (data/ entries), for bit-level comparison. */
-function weights(zip: Buffer): string[] {
-  const out: string[] = [];
-  let i = 0;
-  while ((i = zip.indexOf("PK\x03\x04", i)) >= 0) {
-    const nameLen = zip.readUInt16LE(i + 26), extra = zip.readUInt16LE(i + 28), size = zip.readUInt32LE(i + 18);
-    const name = zip.subarray(i + 30, i + 30 + nameLen).toString();
-    if (/\/data\/\d+$/.test(name)) out.push(name.replace(/^.*\/data/, "data") + ":" + zip.subarray(i + 30 + nameLen + extra, i + 30 + nameLen + extra + size).toString("base64"));
-    i += 30 + nameLen;
-  }
-  return out.sort();
-}
-export { weights };

@@ -84,27 +84,39 @@ Napi::Error coded_error(Napi::Env env, const std::string& code, const std::strin
 // ---- jobs -----------------------------------------------------------------------------------
 
 struct JobState {
+  napi_env env = nullptr;  // the environment (main thread or worker) that started the job
   std::atomic<bool> cancel{false};
   std::thread thread;
   Napi::ThreadSafeFunction tsfn;
   std::unique_ptr<Napi::Promise::Deferred> deferred;
   bool ok = false;
   Json result;
-  std::string err_code, err_msg;
+  std::string err_code, err_msg, err_checkpoint;
 };
 
 std::mutex g_jobs_mutex;
-std::set<std::shared_ptr<JobState>> g_jobs;  // running jobs, stopped by the env cleanup hook
+std::set<std::shared_ptr<JobState>> g_jobs;  // running jobs, stopped by stop_jobs
 
-void cleanup_hook(void*) {
+// Cancels the jobs `env` started and waits for their threads (each stops within a step).
+void stop_jobs(napi_env env) {
   std::set<std::shared_ptr<JobState>> jobs;
   {
     std::lock_guard<std::mutex> lock(g_jobs_mutex);
-    jobs = g_jobs;
+    for (auto& j : g_jobs)
+      if (j->env == env) jobs.insert(j);
   }
   for (auto& j : jobs) j->cancel = true;
   for (auto& j : jobs)
     if (j->thread.joinable()) j->thread.join();
+}
+
+void cleanup_hook(void* env) { stop_jobs(static_cast<napi_env>(env)); }
+
+// For process.on("exit"): process.exit() does not run env cleanup hooks before exit() destroys
+// libtorch's statics, so a job thread still running then crashed the process (SIGSEGV).
+Napi::Value StopAll(const Napi::CallbackInfo& info) {
+  stop_jobs(info.Env());
+  return info.Env().Undefined();
 }
 
 // runJob(kind, config, onEvent) -> { promise, cancel() }
@@ -120,6 +132,7 @@ Napi::Value RunJob(const Napi::CallbackInfo& info) {
     throw coded_error(env, e.code, e.what());
   }
   auto st = std::make_shared<JobState>();
+  st->env = env;
   st->deferred = std::make_unique<Napi::Promise::Deferred>(env);
   auto promise = st->deferred->Promise();
   st->tsfn = Napi::ThreadSafeFunction::New(
@@ -131,7 +144,11 @@ Napi::Value RunJob(const Napi::CallbackInfo& info) {
           g_jobs.erase(st);
         }
         if (st->ok) st->deferred->Resolve(to_js(env, st->result));
-        else st->deferred->Reject(coded_error(env, st->err_code, st->err_msg).Value());
+        else {
+          auto err = coded_error(env, st->err_code, st->err_msg);
+          if (!st->err_checkpoint.empty()) err.Value().Set("checkpoint", Napi::String::New(env, st->err_checkpoint));
+          st->deferred->Reject(err.Value());
+        }
       });
   {
     std::lock_guard<std::mutex> lock(g_jobs_mutex);
@@ -143,7 +160,9 @@ Napi::Value RunJob(const Napi::CallbackInfo& info) {
       auto status = st->tsfn.NonBlockingCall(copy, [](Napi::Env env, Napi::Function cb, Json* data) {
         std::unique_ptr<Json> d(data);
         if (env && cb) {
-          try { cb.Call({to_js(env, *d)}); } catch (...) {}
+          // An event listener that throws is an uncaught exception, as with any EventEmitter
+          // (it used to be swallowed silently); the job itself runs on.
+          try { cb.Call({to_js(env, *d)}); } catch (const Napi::Error& e) { napi_fatal_exception(env, e.Value()); }
         }
       });
       if (status != napi_ok) delete copy;
@@ -154,6 +173,7 @@ Napi::Value RunJob(const Napi::CallbackInfo& info) {
     } catch (const dfkd::Error& e) {
       st->err_code = e.code;
       st->err_msg = e.what();
+      st->err_checkpoint = e.checkpoint;
     } catch (...) {
       auto e = dfkd::translate(std::current_exception(), "E_INTERNAL", "");
       st->err_code = e.code;
@@ -188,8 +208,9 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  napi_add_env_cleanup_hook(env, cleanup_hook, nullptr);
+  napi_add_env_cleanup_hook(env, cleanup_hook, env);
   exports.Set("runJob", Napi::Function::New(env, RunJob));
+  exports.Set("stopAll", Napi::Function::New(env, StopAll));
   exports.Set("zoo", Napi::Function::New(env, Zoo));
   exports.Set("runtime", Napi::Function::New(env, Runtime));
   return exports;

@@ -1,8 +1,13 @@
 #include "core/common.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <sys/stat.h>
@@ -49,7 +54,10 @@ std::string shape_str(at::IntArrayRef s) {
 
 std::vector<int64_t> to_shape(const std::vector<double>& v) {
   std::vector<int64_t> out;
-  for (double d : v) out.push_back(static_cast<int64_t>(d));
+  for (double d : v) {  // (casting an out-of-range double to an integer is undefined)
+    if (!(d >= 0 && d <= 9007199254740992.0 && d == std::floor(d))) fail("E_CONFIG", "invalid dimension " + std::to_string(d) + " in a shape");
+    out.push_back(static_cast<int64_t>(d));
+  }
   return out;
 }
 
@@ -67,17 +75,32 @@ bool file_exists(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) fail("E_IO", "cannot write " + tmp);
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    f.flush();
-    if (!f) { std::remove(tmp.c_str()); fail("E_IO", "write failed: " + tmp); }
+  // Unique per call (jobs on several threads of one process may write the same file), flushed
+  // to disk before the rename, so neither a crash nor a power loss leaves a half-written file.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("E_IO", "cannot write " + tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string why = std::strerror(errno);
+      ::close(fd);
+      std::remove(tmp.c_str());
+      fail("E_IO", "write failed: " + tmp + ": " + why);
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    std::remove(tmp.c_str());
+    fail("E_IO", "cannot flush " + tmp + ": " + std::strerror(errno));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string why = std::strerror(errno);
     std::remove(tmp.c_str());
-    fail("E_IO", "cannot rename " + tmp + " to " + path);
+    fail("E_IO", "cannot rename " + tmp + " to " + path + ": " + why);
   }
 }
 

@@ -56,8 +56,9 @@ torch::Tensor load_idx(const std::string& path) {
   for (int i = 0; i < nd; ++i) {
     uint32_t v = be32(p + 4 + 4 * i);
     dims.push_back(v);
+    // checked before multiplying: n <= 2^34 and v < 2^32 could wrap around 2^64
+    if (v && n > (uint64_t(1) << 34) / v) fail("E_DATA_INVALID", path + ": IDX header claims an absurd size");
     n *= v;
-    if (n > (uint64_t(1) << 34)) fail("E_DATA_INVALID", path + ": IDX header claims an absurd size");
   }
   size_t off = 4 + 4 * nd;
   if (d.size() - off != n)
@@ -109,8 +110,8 @@ torch::Tensor load_npy(const std::string& path) {
       try { v = std::stoll(tok); } catch (...) { fail("E_DATA_INVALID", path + ": bad .npy shape"); }
       if (v < 0) fail("E_DATA_INVALID", path + ": negative .npy dimension");
       shape.push_back(v);
+      if (v && n > (uint64_t(1) << 34) / uint64_t(v)) fail("E_DATA_INVALID", path + ": .npy shape is absurdly large");
       n *= uint64_t(v);
-      if (n > (uint64_t(1) << 34)) fail("E_DATA_INVALID", path + ": .npy shape is absurdly large");
     }
     if (e == std::string::npos) break;
     s = e + 1;
@@ -144,7 +145,11 @@ torch::Tensor from_blob(const Blob& b, const std::vector<int64_t>& shape) {
   size_t n = b.bytes.size() / item;
   std::vector<int64_t> s = shape.empty() ? std::vector<int64_t>{int64_t(n)} : shape;
   uint64_t want = 1;
-  for (auto v : s) { if (v < 0) fail("E_DATA_INVALID", "negative dimension in shape"); want *= uint64_t(v); }
+  for (auto v : s) {
+    if (v < 0) fail("E_DATA_INVALID", "negative dimension in shape");
+    if (v && want > (uint64_t(1) << 40) / uint64_t(v)) fail("E_DATA_INVALID", "shape " + shape_str(s) + " is absurdly large");
+    want *= uint64_t(v);
+  }
   if (want != n) fail("E_DATA_INVALID", "typed array has " + std::to_string(n) + " elements, shape " + shape_str(s) + " needs " + std::to_string(want));
   auto t = torch::empty(s, st);
   if (n) std::memcpy(t.data_ptr(), b.bytes.data(), n * item);
@@ -190,6 +195,7 @@ Dataset load_dataset(const Json& spec) {
   if (ds.y.defined() && ds.y.size(0) != ds.x.size(0))
     fail("E_DATA_INVALID", what + ": " + std::to_string(ds.x.size(0)) + " images but " + std::to_string(ds.y.size(0)) + " labels");
   int64_t n = ds.x.size(0);
+  if (n == 0) fail("E_DATA_INVALID", what + ": the dataset is empty");
   int64_t start = spec.integer("start", 0), end = spec.integer("end", n);
   if (start < 0) start += n;
   if (end < 0) end += n;

@@ -77,6 +77,19 @@ void copy_state(torch::jit::Module& dst, torch::jit::Module& src) {
   for (auto b : dst.named_buffers()) put(b.name, b.value);
 }
 
+// Restoring from a checkpoint: whatever fails there (a corrupt archive, another optimizer or
+// model) is E_CHECKPOINT, not a raw libtorch error.
+template <class F>
+void restoring(const std::string& path, F&& f) {
+  try {
+    f();
+  } catch (...) {
+    Error e = translate(std::current_exception(), "E_TORCH", "");
+    if (e.code == "E_CHECKPOINT" || e.code == "E_OOM") throw e;  // already clear
+    throw Error("E_CHECKPOINT", path + " does not fit this run (another optimizer, model or method?): " + e.what());
+  }
+}
+
 // Throughput/ETA bookkeeping and throttled progress events.
 class Progress {
  public:
@@ -131,6 +144,13 @@ struct Run {
   std::unique_ptr<Optim> opt;
   Timer timer;
   std::string method, out_student, out_report, out_ckpt, out_dir;
+  std::string good_ckpt;  // the latest checkpoint of a good state: written by this run, or resumed from
+  bool synthesizing = false;  // in input synthesis: a NaN there leaves the student's state good
+  // A periodic checkpoint is committed to disk only once the next student loss is finite, so a
+  // NaN never replaces the last good checkpoint with the state that diverged.
+  std::string pending_bytes;
+  Json pending_state;
+  bool pending = false;
   Losses last_student, last_synth;
   int64_t synthesized = 0;
   Json meta;  // normalization etc. stored with the student
@@ -172,7 +192,9 @@ struct Run {
   }
 
   Losses student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
-    return dfkd::student_step(*teacher, student, *opt, x, y, loss_kind, T, ce_w, step);
+    auto parts = dfkd::student_step(*teacher, student, *opt, x, y, loss_kind, T, ce_w, step);
+    commit_pending();  // the state held since the last checkpoint gave a finite loss (E_NAN throws first)
+    return parts;
   }
 
   void maybe_eval(int64_t step, int64_t total) {
@@ -190,7 +212,10 @@ struct Run {
   }
 
   // `fill` adds the method's own state (bank, RNG, generator) and returns the counters.
-  void save_checkpoint(const std::function<Json(Checkpoint&)>& fill) {
+  // `defer`: hold it in memory until the next student loss is finite (commit_pending).
+  // A state with non-finite weights is never written: E_NAN, and the file on disk stays.
+  void save_checkpoint(const std::function<Json(Checkpoint&)>& fill, bool defer = false) {
+    if (!module_finite(student)) fail("E_NAN", "the student's weights are no longer finite; lower the learning rate");
     Checkpoint ck;
     Json state = fill(ck);
     ck.put_module("student", student);
@@ -199,7 +224,21 @@ struct Run {
     st["method"] = method;
     st["seed"] = double(seed);
     ck.put_json("state", st);
-    ck.write(out_ckpt);
+    pending = false;
+    pending_bytes = ck.bytes();
+    pending_state = st;
+    if (defer) pending = true;
+    else commit(pending_bytes, pending_state);
+  }
+  void commit_pending() {
+    if (!pending) return;
+    pending = false;
+    commit(pending_bytes, pending_state);
+  }
+  void commit(std::string& bytes, const Json& st) {
+    write_file_atomic(out_ckpt, bytes);
+    std::string().swap(bytes);
+    good_ckpt = out_ckpt;
     Json e;
     e["type"] = "checkpoint";
     e["path"] = out_ckpt;
@@ -225,6 +264,11 @@ void setup(Run& r) {
   if (explicit_shape.empty() && r.test.size()) explicit_shape = r.test.x.sizes().slice(1).vec();
   r.shape = r.teacher->input_shape(explicit_shape);
   r.classes = r.teacher->num_classes(r.shape);
+  for (auto* ds : {&r.train, &r.test})  // (cross_entropy would fail with an uncoded libtorch error)
+    if (ds->labeled() && ds->size() && ds->y.max().item<int64_t>() >= r.classes)
+      fail("E_DATA_INVALID", std::string(ds == &r.train ? "training" : "test") + " labels go up to " +
+                                 std::to_string(ds->y.max().item<int64_t>()) + ", the teacher predicts " +
+                                 std::to_string(r.classes) + " classes");
   if (r.test.size() && r.test.x.sizes().slice(1).vec() != r.shape)
     fail("E_SHAPE", "test images have shape " + shape_str(r.test.x.sizes().slice(1)) + ", the input shape is " + shape_str(r.shape));
   // student
@@ -272,15 +316,32 @@ template <class F>
 void guarded_loop(Run& r, F&& body, const std::function<Json(Checkpoint&)>& fill) {
   try {
     body();
+    r.commit_pending();
   } catch (const Error& e) {
+    r.pending = false;
+    auto keep_last_good = [&](const std::string& why) {
+      std::string msg = std::string(e.what()) + "; " + why + "; ";
+      msg += r.good_ckpt.empty() ? "no earlier checkpoint of a good state exists (checkpointEvery keeps periodic ones)"
+                                 : "the last good checkpoint is " + r.good_ckpt + " (pass it as resume to continue)";
+      return Error("E_NAN", msg, r.good_ckpt);
+    };
+    // The student's (or generator's) loss is not finite: the state in memory diverged. Keep
+    // the last good checkpoint rather than overwriting it.
+    if (e.code == "E_NAN" && !r.synthesizing) throw keep_last_good("the diverged state was not saved");
     if (e.code == "E_CANCELLED" || e.code == "E_NAN") {
-      r.save_checkpoint([&](Checkpoint& ck) {
-        Json st = fill(ck);
-        st["reason"] = e.code == "E_CANCELLED" ? "cancelled" : "nan";
-        return st;
-      });
+      // Cancelled, or a synthesis loss became NaN (the student is untouched): save the state.
+      try {
+        r.save_checkpoint([&](Checkpoint& ck) {
+          Json st = fill(ck);
+          st["reason"] = e.code == "E_CANCELLED" ? "cancelled" : "nan";
+          return st;
+        });
+      } catch (const Error& bad) {
+        if (bad.code != "E_NAN") throw;
+        throw keep_last_good("the weights are no longer finite, so they were not saved");
+      }
       throw Error(e.code, std::string(e.what()) + "; checkpoint written to " + r.out_ckpt +
-                              " (pass it as resume to continue)");
+                              " (pass it as resume to continue)", r.out_ckpt);
     }
     throw;
   }
@@ -295,10 +356,10 @@ void run_classical(Run& r, const Json& rs, CheckpointReader* ck) {
   if (r.steps < 1) fail("E_CONFIG", "train.steps must be at least 1");
   r.opt = std::make_unique<Optim>(parameters_of(r.student), t, r.steps);
   int64_t step = 0;
-  if (ck) {
+  if (ck) restoring(ck->path(), [&] {
     r.opt->load(ck->in());
     step = rs.integer("step", 0);
-  }
+  });
   const int64_t start = step;
   Batches batches(r.train.size(), r.batch, r.seed);
   Progress prog(r.emit);
@@ -318,7 +379,7 @@ void run_classical(Run& r, const Json& rs, CheckpointReader* ck) {
       r.maybe_eval(step + 1, r.steps);
       if (r.ckpt_every > 0 && (step + 1) % r.ckpt_every == 0 && step + 1 < r.steps) {
         ++step;
-        r.save_checkpoint(fill);
+        r.save_checkpoint(fill, /*defer=*/true);
         --step;
       }
     }
@@ -359,13 +420,19 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
   r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.get("train"), std::max<int64_t>(1, r.steps));
   Bank bank(bank_cap);
   int64_t round = 0, k = 0;
-  if (ck) {
+  // Whether this round's batch is already in the bank: k == 0 alone does not say (a run
+  // cancelled between synthesis and the first KD step used to synthesize the round again).
+  bool have_batch = false;
+  if (ck) restoring(ck->path(), [&] {
     r.opt->load(ck->in());
     bank.load(ck->in());
     round = rs.integer("round", 0);
     k = rs.integer("k", 0);
+    have_batch = rs.boolean("haveBatch", k > 0);
     r.synthesized = rs.integer("synthesized", 0);
-  }
+    for (auto& [name, v] : rs.get("lastSynth").is_object() ? rs.get("lastSynth").as_object() : Json::Object{})
+      r.last_synth[name] = v.as_number();
+  });
   std::pair<torch::Tensor, torch::Tensor> round_rng;  // RNG states at the start of the round being synthesized
   bool in_synth = false;
   Progress prog(r.emit);
@@ -376,15 +443,18 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
     Json st;
     st["round"] = round;
     st["k"] = k;
+    st["haveBatch"] = have_batch && !in_synth;
     st["synthesized"] = r.synthesized;
+    st["lastSynth"] = losses_json(r.last_synth);
     return st;
   };
   guarded_loop(r, [&] {
     for (; round < rounds; ++round) {
-      if (k == 0) {
+      if (!have_batch) {
         r.phase("synthesize");
         round_rng = r.rng_state();
         in_synth = true;
+        r.synthesizing = true;
         auto t0 = Clock::now();
         auto res = synth.run(*r.rng, sconf.adi > 0 ? &r.student : nullptr, r.cancel,
                              [&](int64_t it, int64_t total, const Losses& l) {
@@ -396,10 +466,12 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
                                            (round + 0.5 * it / total) / rounds, false, ex);
                              });
         in_synth = false;
+        r.synthesizing = false;
         r.timer.t["synthesize"] += secs_since(t0);
         r.last_synth = res.losses;
         bank.add(res.x);
         r.synthesized += res.x.size(0);
+        have_batch = true;
         if (round == 0) save_samples(r, res.x, res.y);
         r.phase("train");
       }
@@ -422,9 +494,10 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
       }
       r.timer.t["train"] += secs_since(t1);
       k = 0;
+      have_batch = false;
       if (r.ckpt_every > 0 && (round + 1) % r.ckpt_every == 0 && round + 1 < rounds) {
         ++round;
-        r.save_checkpoint(fill);
+        r.save_checkpoint(fill, /*defer=*/true);
         --round;
       }
     }
@@ -445,7 +518,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
   r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.get("train"), r.steps);
   GeneratorSynth g(r.cfg.get("generator"), *r.teacher, r.shape, r.rng->host, total_iters);
   int64_t it = 0;
-  if (ck) {
+  if (ck) restoring(ck->path(), [&] {
     r.opt->load(ck->in());
     auto gm = ck->module("generator", r.device);
     copy_state(g.module(), gm);
@@ -453,13 +526,17 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
     ck->in().read("generator_optim", ga);
     g.optim().load(ga);
     it = rs.integer("iteration", 0);
-  }
+    // Building the generator above drew its initial weights from the RNG, which distill() had
+    // already restored: restore it again, or every z after a resume differs from the run's.
+    r.load_rng(*ck);
+  });
   Losses last_g;
   Progress prog(r.emit);
   r.phase("train");
   auto t0 = Clock::now();
   const int64_t it0 = it;
   auto fill = [&](Checkpoint& c) {
+    if (!module_finite(g.module())) fail("E_NAN", "the generator's weights are no longer finite; lower the generator lr");
     r.put_rng(c);
     c.put_module("generator", g.module());
     torch::serialize::OutputArchive ga;
@@ -495,7 +572,7 @@ void run_adversarial(Run& r, const Json& rs, CheckpointReader* ck) {
       r.maybe_eval((it + 1) * ns, r.steps);
       if (r.ckpt_every > 0 && (it + 1) % r.ckpt_every == 0 && it + 1 < total_iters) {
         ++it;
-        r.save_checkpoint(fill);
+        r.save_checkpoint(fill, /*defer=*/true);
         --it;
       }
     }
@@ -526,13 +603,16 @@ Json distill(const Json& cfg, const EmitFn& emit, const std::atomic<bool>& cance
   Json rs;
   if (cfg.has("resume")) {
     auto t0 = Clock::now();
-    ck = std::make_unique<CheckpointReader>(cfg.str("resume", ""));
-    rs = ck->json("state");
-    if (rs.str("method", "") != r.method)
-      fail("E_CHECKPOINT", "the checkpoint is of method '" + rs.str("method", "") + "', this run is '" + r.method + "'");
-    auto sm = ck->module("student", r.device);
-    copy_state(r.student, sm);
-    r.load_rng(*ck);
+    restoring(cfg.str("resume", ""), [&] {
+      ck = std::make_unique<CheckpointReader>(cfg.str("resume", ""));
+      rs = ck->json("state");
+      if (rs.str("method", "") != r.method)
+        fail("E_CHECKPOINT", "the checkpoint is of method '" + rs.str("method", "") + "', this run is '" + r.method + "'");
+      auto sm = ck->module("student", r.device);
+      copy_state(r.student, sm);
+      r.load_rng(*ck);
+    });
+    r.good_ckpt = cfg.str("resume", "");
     r.log("resuming from " + cfg.str("resume", ""));
     r.timer.t["load"] += secs_since(t0);
   }

@@ -1,5 +1,7 @@
 #include "core/json.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 
@@ -149,7 +151,8 @@ struct Parser {
         case 'b': out += '\b'; break;
         case 'f': out += '\f'; break;
         case 'u': {
-          if (i + 4 > s.size()) bad("bad \\u escape");
+          if (i + 4 > s.size() || !std::all_of(s.begin() + i, s.begin() + i + 4, [](char h) { return std::isxdigit((unsigned char)h); }))
+            bad("bad \\u escape");  // (std::stoul would throw a non-dfkd exception)
           unsigned cp = std::stoul(s.substr(i, 4), nullptr, 16);
           i += 4;
           if (cp < 0x80) out += char(cp);

@@ -196,9 +196,13 @@ std::vector<std::pair<std::string, torch::Tensor>> read_safetensors(const std::s
       auto shape = to_shape(e.nums("shape"));
       auto off = e.nums("data_offsets");
       uint64_t count = 1;
-      for (auto s : shape) { if (s < 0) fail(invalid, path + ": negative dimension"); count *= uint64_t(s); if (count > (uint64_t(1) << 32)) fail(invalid, path + ": absurd shape"); }
-      if (off.size() != 2 || off[0] < 0 || off[1] < off[0] || uint64_t(off[1] - off[0]) != count * item ||
-          base + uint64_t(off[1]) > d.size())
+      for (auto s : shape) {
+        if (s < 0) fail(invalid, path + ": negative dimension");
+        if (s && count > (uint64_t(1) << 32) / uint64_t(s)) fail(invalid, path + ": absurd shape");  // before it wraps
+        count *= uint64_t(s);
+      }
+      if (off.size() != 2 || !(off[0] >= 0) || !(off[1] >= off[0]) || off[1] > double(d.size()) ||
+          uint64_t(off[1] - off[0]) != count * item || base + uint64_t(off[1]) > d.size())
         fail(invalid, path + ": tensor '" + name + "' has inconsistent offsets");
       auto t = torch::empty(shape, st);
       if (count) std::memcpy(t.data_ptr(), d.data() + base + size_t(off[0]), count * item);

@@ -123,7 +123,14 @@ BufferSnapshot::~BufferSnapshot() {
 void check_finite(const torch::Tensor& loss, const std::string& what) {
   if (!std::isfinite(loss.item<double>()))
     fail("E_NAN", what + " became " + (std::isnan(loss.item<double>()) ? "NaN" : "infinite") +
-                      "; lower the learning rate (the last good state was kept in the checkpoint)");
+                      "; lower the learning rate");
+}
+
+bool module_finite(torch::jit::Module& m) {
+  torch::NoGradGuard ng;
+  for (auto p : m.parameters()) if (p.is_floating_point() && !torch::isfinite(p).all().item<bool>()) return false;
+  for (auto b : m.buffers()) if (b.is_floating_point() && !torch::isfinite(b).all().item<bool>()) return false;
+  return true;
 }
 
 Json EvalResult::json() const {
@@ -175,10 +182,10 @@ void Checkpoint::put_json(const std::string& key, const Json& j) {
   out_.write(key + ".json", t);
 }
 
-void Checkpoint::write(const std::string& path) {
+std::string Checkpoint::bytes() {
   std::ostringstream s;
   out_.save_to(s);
-  write_file_atomic(path, s.str());
+  return s.str();
 }
 
 CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {

@@ -68,6 +68,8 @@ class BufferSnapshot {
 
 // Throws E_NAN (after the caller saved what it can) when a loss is not finite.
 void check_finite(const torch::Tensor& loss, const std::string& what);
+// Whether all floating-point parameters and buffers are finite (a state worth checkpointing).
+bool module_finite(torch::jit::Module& m);
 
 struct EvalResult {
   double teacher_acc = -1, student_acc = -1, agreement = -1;
@@ -85,7 +87,7 @@ class Checkpoint {
   torch::serialize::OutputArchive& out() { return out_; }
   void put_module(const std::string& key, torch::jit::Module& m);
   void put_json(const std::string& key, const Json& j);
-  void write(const std::string& path);
+  std::string bytes();  // the serialized archive (written with write_file_atomic)
  private:
   torch::serialize::OutputArchive out_;
 };
@@ -97,6 +99,7 @@ class CheckpointReader {
   torch::jit::Module module(const std::string& key, torch::Device device);
   Json json(const std::string& key);
   void generator(const std::string& key, at::Generator& g);
+  const std::string& path() const { return path_; }
  private:
   torch::serialize::InputArchive in_;
   std::string path_;

@@ -12,15 +12,14 @@ using torch::jit::Module;
 
 namespace {
 
-std::shared_ptr<torch::jit::CompilationUnit> cu() {
-  static auto unit = std::make_shared<torch::jit::CompilationUnit>();
-  return unit;
-}
-
-std::mutex& cu_mutex() {
-  static std::mutex m;
-  return m;
-}
+// Each model gets its own CompilationUnit (held by its modules, freed with them): a shared one
+// kept every class ever built (memory grew with every job) and was mutated by concurrent jobs
+// without a lock (duplicate class names, crashes).
+thread_local std::shared_ptr<torch::jit::CompilationUnit> t_unit;
+struct UnitScope {
+  UnitScope() { t_unit = std::make_shared<torch::jit::CompilationUnit>(); }
+  ~UnitScope() { t_unit.reset(); }
+};
 
 // Zoo models are built to be trained: parameters require grad.
 Module trainable(Module m) {
@@ -29,15 +28,12 @@ Module trainable(Module m) {
 }
 
 Module new_module(const std::string& cls) {
-  Module m(c10::QualifiedName("__torch__.dfkd." + cls), cu(), /*shouldMangle=*/true);
+  Module m(c10::QualifiedName("__torch__.dfkd." + cls), t_unit, /*shouldMangle=*/true);
   m.register_attribute("training", c10::BoolType::get(), true);
   return m;
 }
 
-void define(Module& m, const std::string& src) {
-  std::lock_guard<std::mutex> lock(cu_mutex());
-  m.define(src);
-}
+void define(Module& m, const std::string& src) { m.define(src); }
 
 torch::Tensor normal(std::vector<int64_t> shape, double std, at::Generator& gen) {
   return torch::randn(shape, gen) * std;
@@ -170,6 +166,7 @@ std::vector<std::string> zoo_names() { return {"lenet5", "lenet5_half", "resnet8
 
 Module make_model(const std::string& name, const std::vector<int64_t>& in, int64_t classes, at::Generator& gen) {
   if (in.size() != 3) fail("E_CONFIG", "model input shape must be [C, H, W], got " + shape_str(in));
+  UnitScope unit;
   if (name == "lenet5") return trainable(lenet5(in, classes, 1.0, gen));
   if (name == "lenet5_half") return trainable(lenet5(in, classes, 0.5, gen));
   if (name == "resnet8") return trainable(resnet("ResNet8", {1, 1, 1}, {16, 32, 64}, in, classes, gen));
@@ -184,6 +181,7 @@ Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, 
   if (out.size() != 3 || out[1] % 4 || out[2] % 4)
     fail("E_CONFIG", "the generator needs an input shape [C, H, W] with H and W divisible by 4, got " + shape_str(out));
   const int64_t h0 = out[1] / 4, w0 = out[2] / 4;
+  UnitScope unit;
   Module m = new_module("Generator");
   m.register_module("l1", linear(nz, 2 * ngf * h0 * w0, gen));
   m.register_module("bn0", batchnorm(2 * ngf));
