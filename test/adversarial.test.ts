@@ -11,14 +11,16 @@ describe("adversarial (DFAD/DAFL)", () => {
     const out = tmp();
     const g: number[] = [], s: number[] = [];
     const r = await distill({ teacher: TEACHER, method: "adversarial", test: mnist(MNIST, { start: 7000 }), outDir: out, seed: 0,
-      generator: { ngf: 16 }, adversarial: { epochs: 4, itersPerEpoch: 25, batchSize: 128, diagnostics: true }, train: { batchSize: 128 } })
+      // DFAD with DeepInversion's BN term on G's samples and a faster student: 90% in 100
+      // iterations in tuning (plain DFAD: 26%, with DAFL's terms: 64%).
+      generator: { ngf: 16, bn: 1 }, adversarial: { epochs: 4, itersPerEpoch: 25, batchSize: 128, diagnostics: true }, train: { batchSize: 128, lr: 0.1 } })
       .on("progress", (e: ProgressEvent) => {
         g.push(e.losses.g_discrepancy_after - e.losses.g_discrepancy);
         s.push(e.losses.kd_after - e.losses.kd);
       });
     expect(mean(g)).toBeGreaterThan(0);
     expect(mean(s)).toBeLessThan(0);
-    expect(r.evaluation!.studentAccuracy).toBeGreaterThan(0.5);  // chance: 0.1
+    expect(r.evaluation!.studentAccuracy).toBeGreaterThan(0.7);  // chance: 0.1
     // the generator is saved as TorchScript: samples can be drawn later
     const gpath = path.join(out, "generator.pt");
     expect(existsSync(gpath)).toBe(true);
