@@ -16,7 +16,10 @@ InputSynthConfig spectral_config(const Json& spec, Teacher& teacher, const Stats
                                  const std::vector<int64_t>& shape) {
   InputSynthConfig c = inversion_defaults();
   c.ce = 1.0;
-  c.spectral = 1.0;
+  // The relative spectral distance is O(1) while CE starts near log(classes) and the priors add
+  // more: weight 300 lets the spectrum lead. MNIST teacher sweep (weights 3/30/300/1000/3000):
+  // 33/75/86/82/82% held-out at equal cost.
+  c.spectral = 300.0;
   c.tv_l2 = 1e-4;
   c.l2 = 1e-5;
   apply_common(c, spec);
