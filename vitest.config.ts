@@ -7,7 +7,8 @@ export default defineConfig({
     // 2 cores in CI: one test file at a time keeps libtorch's threads from fighting.
     poolOptions: { forks: { singleFork: true } },
     fileParallelism: false,
-    testTimeout: 240_000,
+    // The MNIST method tests take about a minute each on 2 idle cores; leave room for a loaded machine.
+    testTimeout: 600_000,
     hookTimeout: 120_000,
     reporters: ["default"],
   },
