@@ -23,12 +23,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-Json losses_json(const Losses& l) {
-  Json j = Json(Json::Object{});
-  for (auto& [k, v] : l) j[k] = v;
-  return j;
-}
-
 }  // namespace
 
 Json bench_job(const Json& cfg, torch::Device device, const std::atomic<bool>& cancel) {

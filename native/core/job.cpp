@@ -33,12 +33,6 @@ torch::Device pick_device(const std::string& d) {
   return dev;
 }
 
-Json losses_json(const Losses& l) {
-  Json j = Json(Json::Object{});
-  for (auto& [k, v] : l) j[k] = v;
-  return j;
-}
-
 Json shape_json(const std::vector<int64_t>& s) {
   Json::Array a;
   for (auto d : s) a.emplace_back(d);
