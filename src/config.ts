@@ -66,6 +66,10 @@ export const trainSchema = z.strictObject({
   /** Augmentation of student batches: random crop with this zero padding, horizontal flip. */
   cropPadding: nonNegInt.optional(),
   flip: z.boolean().optional(),
+  /** Synthesized-data methods: this fraction of each student batch is replaced by mixtures
+   * lam*x_i + (1-lam)*x_j of two bank images (lam ~ U(0,1) per image), labeled by the teacher
+   * like any other input: samples between the synthesized ones, near the decision boundaries. */
+  mixup: z.number().min(0).max(1).optional(),
 });
 
 export const synthSchema = z.strictObject({

@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace dfkd {
@@ -240,6 +242,15 @@ torch::Tensor augment(const torch::Tensor& x, int64_t pad, bool flip, Rng& rng) 
     out = torch::where(mask, out.flip({3}), out);
   }
   return out;
+}
+
+torch::Tensor mixup(const torch::Tensor& x, double fraction, Rng& rng) {
+  const int64_t n = x.size(0), k = std::llround(std::clamp(fraction, 0.0, 1.0) * double(n));
+  if (k == 0 || n < 2) return x;
+  auto partner = x.index_select(0, torch::randperm(n, rng.device, torch::TensorOptions().dtype(torch::kLong).device(x.device())).slice(0, 0, k));
+  auto lam = torch::rand({k, 1, 1, 1}, rng.device, x.options());
+  auto mixed = lam * x.slice(0, 0, k) + (1 - lam) * partner;
+  return k == n ? mixed : torch::cat({mixed, x.slice(0, k)}, 0);
 }
 
 torch::Tensor Batches::at(int64_t step) {

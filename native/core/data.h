@@ -26,6 +26,10 @@ torch::Tensor from_blob(const Blob& b, const std::vector<int64_t>& shape);
 // Random crop with zero padding `pad` and horizontal flip with probability 0.5 (if `flip`).
 torch::Tensor augment(const torch::Tensor& x, int64_t pad, bool flip, Rng& rng);
 
+// The first round(fraction * n) rows become lam * x_i + (1 - lam) * x_perm(i), lam ~ U(0,1) per row;
+// the rest is returned as is. Unlabeled: the teacher labels the mixtures (KD on synthesized data).
+torch::Tensor mixup(const torch::Tensor& x, double fraction, Rng& rng);
+
 // Indices of batch number `step` of a seeded shuffled pass over n rows: epoch e = step / ceil(n/batch)
 // uses randperm(n) seeded with (seed, e). Stateless, so a resumed run draws the same batches.
 class Batches {

@@ -156,6 +156,7 @@ struct Run {
   // training knobs
   int64_t batch = 128, steps = 0, augment_pad = 0, eval_every = 0, ckpt_every = 0;
   bool augment_flip = false;
+  double mixup = 0;
   double T = 4.0, ce_w = 0.0;
   std::string loss_kind = "kl";
 
@@ -297,6 +298,7 @@ void setup(Run& r) {
   r.loss_kind = t.str("loss", "kl");
   r.augment_pad = t.integer("cropPadding", 0);
   r.augment_flip = t.boolean("flip", false);
+  r.mixup = t.num("mixup", 0.0);
   r.eval_every = c.integer("evalEvery", 0);
   r.ckpt_every = c.integer("checkpointEvery", 0);
   if (r.batch < 1) fail("E_CONFIG", "train.batchSize must be at least 1");
@@ -479,7 +481,7 @@ void run_inversion(Run& r, const Json& rs, CheckpointReader* ck) {
         int64_t step = round * per_round + k;
         auto idx = torch::randint(0, bank.size(), {r.batch}, r.rng->device,
                                   torch::TensorOptions().dtype(torch::kLong).device(r.device));
-        auto x = augment(bank.get(idx), r.augment_pad, r.augment_flip, *r.rng);
+        auto x = mixup(augment(bank.get(idx), r.augment_pad, r.augment_flip, *r.rng), r.mixup, *r.rng);
         r.last_student = r.student_step(x, torch::Tensor(), step);
         double el = secs_since(t1);
         Json ex;
