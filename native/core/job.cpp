@@ -711,13 +711,16 @@ Json stats_job(const Json& cfg, const EmitFn& emit, const std::atomic<bool>& can
 Json run_job(const std::string& kind, const Json& config, const EmitFn& emit, const std::atomic<bool>& cancel) {
   // TorchScript's profiling executor (on by default) re-specializes each graph after profiling
   // runs and moves differentiable regions into autodiff subgraphs with their own backward. For
-  // these loops (a fresh backward through small convnets every step, no fuser on CPU) that costs
-  // more than it gives: the student's KD step on ResNet-8 ran at 0.93x eager PyTorch with it
-  // (bench/results). Without it the interpreter runs the graph's ops one by one under the
-  // ordinary autograd engine, as eager does, minus Python. The setting is thread_local and
-  // each job has its own thread; DFKD_JIT_OPTIMIZE=1 restores the default.
+  // the input-optimization loops (a backward to the input through the teacher every step) that
+  // costs more than it gives: DeepInversion on ResNet-8 at batch 256 ran at 0.78x eager PyTorch
+  // with it, 1.10x without (bench/results). The generator loop goes the other way (about 10-15%
+  // faster with it), so adversarial jobs keep it. Without it the interpreter runs the graph's
+  // ops one by one under the ordinary autograd engine, as eager does, minus Python. The setting
+  // is thread_local and each job has its own thread; DFKD_JIT_OPTIMIZE=1/0 forces it.
   const char* opt = std::getenv("DFKD_JIT_OPTIMIZE");
-  torch::jit::setGraphExecutorOptimize(opt && std::string(opt) == "1");
+  const bool generator_loop = (kind == "distill" && config.str("method", "") == "adversarial") ||
+                              (kind == "bench" && config.str("kind", "") == "adversarial");
+  torch::jit::setGraphExecutorOptimize(opt && *opt ? std::string(opt) == "1" : generator_loop);
   try {
     if (kind == "distill") return distill(config, emit, cancel);
     if (kind == "evaluate") return evaluate_job(config);
