@@ -53,6 +53,12 @@ void Optim::step_schedule(int64_t step) {
   for (auto& g : opt_->param_groups()) g.options().set_lr(lr);
 }
 
+Json losses_json(const Losses& l) {
+  Json j = Json(Json::Object{});
+  for (auto& [k, v] : l) j[k] = v;
+  return j;
+}
+
 Losses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
                     const torch::Tensor& y, const std::string& loss_kind, double T, double ce_weight, int64_t step) {
   opt.step_schedule(step);

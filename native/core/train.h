@@ -33,6 +33,7 @@ class Optim {
 std::vector<torch::Tensor> parameters_of(torch::jit::Module& m);
 
 using Losses = std::map<std::string, double>;
+Json losses_json(const Losses& l);  // { name: value } for events and reports
 
 // One student step (every method's): the teacher's logits without grad, the student's in its
 // current mode, discrepancy `loss_kind` ("kl" at temperature T | "l1"), plus ce_weight x CE on

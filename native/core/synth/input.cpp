@@ -8,12 +8,6 @@
 
 namespace dfkd {
 
-Json losses_json(const Losses& l) {
-  Json j = Json(Json::Object{});
-  for (auto& [k, v] : l) j[k] = v;
-  return j;
-}
-
 void apply_common(InputSynthConfig& c, const Json& s) {
   c.batch = s.integer("batchSize", c.batch);
   c.iterations = s.integer("iterations", c.iterations);

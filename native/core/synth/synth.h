@@ -14,7 +14,6 @@
 
 namespace dfkd {
 
-Json losses_json(const Losses& l);  // { name: value } for events and reports
 using ProgressFn = std::function<void(int64_t step, int64_t total, const Losses&)>;
 
 // One tapped layer whose activation statistics the synthesized batch must match.
