@@ -12,6 +12,7 @@ export { Job } from "./job.js";
 export type { JobEvent, ProgressEvent, PhaseEvent, LogEvent, EvalEvent, CheckpointEvent, Phase } from "./job.js";
 export { METHODS, TRAIN_DEFAULTS } from "./config.js";
 export type { DistillConfig, DatasetSpec, Method } from "./config.js";
+export type { CpuCacheStats } from "./native.js";
 
 export interface Accuracy {
   samples: number;

@@ -7,10 +7,21 @@ export interface NativeJobHandle {
   promise: Promise<unknown>;
   cancel(): void;
 }
+/** dfkd's caching CPU allocator (native/core/alloc.h): large blocks kept for reuse while a job runs. */
+export interface CpuCacheStats {
+  /** false with DFKD_MALLOC=system */
+  enabled: boolean;
+  /** bytes held for reuse now (0 when no job runs) */
+  cachedBytes: number;
+  peakCachedBytes: number;
+  /** allocations of 1 MB and more served from the cache / from malloc, since the process started */
+  hits: number;
+  misses: number;
+}
 export interface NativeAddon {
   runJob(kind: string, config: unknown, onEvent: (e: unknown) => void): NativeJobHandle;
   zoo(): string[];
-  runtime(): { torch: string; cuda: boolean; cudaDevices: number; threads: number };
+  runtime(): { torch: string; cuda: boolean; cudaDevices: number; threads: number; cpuCache: CpuCacheStats };
   /** Cancels this thread's running jobs and waits for their native threads. */
   stopAll(): void;
 }

@@ -13,6 +13,7 @@
 #include <malloc.h>
 #endif
 
+#include "core/alloc.h"
 #include "core/common.h"
 #include "core/job.h"
 #include "core/zoo.h"
@@ -209,25 +210,34 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
   o.Set("cuda", torch::cuda::is_available());
   o.Set("cudaDevices", double(torch::cuda::device_count()));
   o.Set("threads", double(at::get_num_threads()));
+  auto cs = dfkd::cpu_cache_stats();
+  auto c = Napi::Object::New(info.Env());
+  c.Set("enabled", dfkd::cpu_cache_installed());
+  c.Set("cachedBytes", double(cs.cached_bytes));
+  c.Set("peakCachedBytes", double(cs.peak_cached_bytes));
+  c.Set("hits", double(cs.hits));
+  c.Set("misses", double(cs.misses));
+  o.Set("cpuCache", c);
   return o;
 }
 
 // Jobs run on their own threads, and glibc gives each thread its own arena: heaps of at most
 // 64 MB that it trims back to the system whenever their top is free, and an mmap for every block
-// over a threshold. libtorch frees and reallocates a training step's activations (tens of MB at
-// batch 256) every step, so a job thread paid page faults on fresh pages each step, where eager
-// PyTorch, on Python's main thread, reuses its brk heap: the ResNet-8 KD step at batch 256 ran
-// at 0.80x eager. One arena, the largest fixed mmap threshold glibc accepts (32 MB) and no
-// trimming below 1 GB keep that memory for reuse (0.99x): the process keeps up to that much
-// freed heap instead of returning it. DFKD_MALLOC=system leaves malloc as it was.
+// over a threshold. One arena, the largest fixed mmap threshold glibc accepts (32 MB) and no
+// trimming below 1 GB keep freed memory for reuse. These reach only the threads that pick their
+// arena after the addon loads, so the blocks that matter most (a training step's activations of
+// 1 MB and more, freed and re-allocated every step) are kept for reuse by dfkd's caching CPU
+// allocator instead (core/alloc.h): it holds them only while a job runs. DFKD_MALLOC=system leaves
+// malloc and libtorch's CPU allocator as they were.
 void tune_malloc() {
-#if defined(__GLIBC__)
   const char* m = std::getenv("DFKD_MALLOC");
   if (m && std::strcmp(m, "system") == 0) return;
+#if defined(__GLIBC__)
   mallopt(M_ARENA_MAX, 1);
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
+  dfkd::install_cpu_cache();
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -8,6 +8,7 @@
 
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 
+#include "core/alloc.h"
 #include "core/bench.h"
 #include "core/data.h"
 #include "core/losses.h"
@@ -721,6 +722,7 @@ Json run_job(const std::string& kind, const Json& config, const EmitFn& emit, co
   const bool generator_loop = (kind == "distill" && config.str("method", "") == "adversarial") ||
                               (kind == "bench" && config.str("kind", "") == "adversarial");
   torch::jit::setGraphExecutorOptimize(opt && *opt ? std::string(opt) == "1" : generator_loop);
+  JobMemoryScope memory;  // large freed blocks are reused while any job runs (core/alloc.h)
   try {
     if (kind == "distill") return distill(config, emit, cancel);
     if (kind == "evaluate") return evaluate_job(config);
