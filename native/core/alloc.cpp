@@ -79,6 +79,8 @@ void delete_block(void* data) {
 struct CachingCpuAllocator final : c10::Allocator {
   c10::DataPtr allocate(size_t n) override {
     if (n == 0) return {nullptr, nullptr, &delete_block, c10::Device(c10::DeviceType::CPU)};  // as c10's own
+    // 2^56 bytes (64 PB) is more than any machine has; beyond it the size arithmetic could wrap.
+    TORCH_CHECK_WITH(OutOfMemoryError, n < (size_t(1) << 56), "CPU allocator: not enough memory: you tried to allocate ", n, " bytes.");
     const size_t cls = size_class(n);
     void* base = nullptr;
     auto& c = cache();

@@ -4,8 +4,8 @@
 // Why: a training step frees and re-allocates the same large activations every step. glibc serves
 // them from mmap (over its threshold) or from a per-thread arena that it trims, so each step wrote
 // into fresh pages: page faults and zeroing by the kernel. A LeNet-5 DFAD iteration at batch 256
-// spent 40% of its time in the kernel that way (4.7 million faults in 5 iterations), and eager
-// PyTorch pays the same. glibc's own knobs (one arena, no mmap) only reach threads that had not
+// spent over a third of its CPU time in the kernel that way (4.7 million faults in 5 iterations),
+// and eager PyTorch pays the same. glibc's own knobs (one arena, no mmap) only reach threads that had not
 // yet picked an arena when the addon loaded, so they helped in some processes and not in others.
 //
 // Blocks are cached only while a job runs (JobMemoryScope); when the last one ends, every cached
