@@ -25,6 +25,8 @@ const USAGE = `usage: node bench/run.mjs <accuracy|speed|all|report> [options]  
   --work DIR         scratch folder: students, stats files, the ResNet teacher
                      (default bench/work, or DIR/work with --out)
   --threads N        CPU threads for ours and for the eager reference (default 2)
+  --seeds a,b        accuracy: run each row once per seed; the row gives the mean, and the
+                     spread between seeds (default 0)
   --only a,b         only the rows whose id contains one of these strings; other rows already in
                      the results JSON are kept (accuracy ids: the keys of bench/presets.json;
                      speed ids: lenet5/deepinversion/b64, resnet8/classical/b256, ...)
@@ -36,7 +38,7 @@ const USAGE = `usage: node bench/run.mjs <accuracy|speed|all|report> [options]  
   --kinds a,b        speed: deepinversion,spectral,adversarial,classical (default all)`;
 
 function parseArgs(argv) {
-  const o = { cmd: argv[0], quick: false, threads: 2, repeats: 5, batches: [64, 256], seconds: 2, warmup: 3,
+  const o = { cmd: argv[0], quick: false, threads: 2, seeds: [0], repeats: 5, batches: [64, 256], seconds: 2, warmup: 3,
     teachers: ["lenet5", "resnet8"], kinds: ["deepinversion", "spectral", "adversarial", "classical"], only: [] };
   const list = (v) => String(v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   const pos = (v, name) => {
@@ -50,6 +52,10 @@ function parseArgs(argv) {
     else if (a === "--out") o.out = path.resolve(v() ?? usage("--out needs a folder"));
     else if (a === "--work") o.work = path.resolve(v() ?? usage("--work needs a folder"));
     else if (a === "--threads") o.threads = Math.round(pos(v(), a));
+    else if (a === "--seeds") {
+      o.seeds = list(v()).map(Number);
+      if (!o.seeds.length || !o.seeds.every((x) => Number.isInteger(x) && x >= 0)) usage("--seeds needs integers >= 0, e.g. 0,1,2");
+    }
     else if (a === "--repeats") o.repeats = Math.round(pos(v(), a));
     else if (a === "--batches") o.batches = list(v()).map((b) => Math.round(pos(b, a)));
     else if (a === "--seconds") o.seconds = pos(v(), a);
@@ -180,6 +186,7 @@ async function accuracy(dfkd, o) {
     writeFileSync(path.join(o.out, "accuracy.json"), JSON.stringify(result, null, 2) + "\n");
     return result;
   };
+  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
   for (const name of names) {
     const p = presets[name];
     const overrides = Object.fromEntries(Object.entries(p).filter(([k]) => !k.startsWith("$")));
@@ -198,29 +205,42 @@ async function accuracy(dfkd, o) {
       cfg.stats = stats;
     }
     if (o.quick) cfg = quickConfig(cfg);
-    process.stdout.write(`accuracy ${name}: ${method} ... `);
-    const { test: _t, data: _d, ...shown } = cfg;
+    const { test: _t, data: _d, seed: _s, ...shown } = cfg;
     const config = { ...shown, data: cfg.data ? "MNIST rows 0..6999" : undefined, test: "MNIST rows 7000..9999" };
-    const t0 = performance.now();
-    let r;
-    try {
-      r = await dfkd.distill(cfg);
-    } catch (e) {  // a failed row (e.g. E_NAN with a tuned preset) is recorded; the others still run
-      rows.push({ id: name, label: p.$label ?? name, method, threads: o.threads, error: `${e.code ?? "E_INTERNAL"}: ${e.message}`, date: new Date().toISOString(), config });
+    const runs = [];
+    let r, error;
+    for (const seed of o.seeds) {
+      process.stdout.write(`accuracy ${name}: ${method}${o.seeds.length > 1 ? `, seed ${seed}` : ""} ... `);
+      const t0 = performance.now();
+      try {
+        r = await dfkd.distill({ ...cfg, seed, outDir: o.seeds.length > 1 ? `${cfg.outDir}-seed${seed}` : cfg.outDir });
+      } catch (e) {  // a failed row (e.g. E_NAN with a tuned preset) is recorded; the others still run
+        error = `${e.code ?? "E_INTERNAL"}: ${e.message}${o.seeds.length > 1 ? ` (seed ${seed})` : ""}`;
+        console.log(`FAILED ${e.code ?? ""} ${e.message}`);
+        break;
+      }
+      const wall = (performance.now() - t0) / 1000;
+      const ev = r.evaluation ?? {};
+      runs.push({ seed, studentAccuracy: ev.studentAccuracy, agreement: ev.agreement, wallSeconds: wall });
+      console.log(`top-1 ${pct(ev.studentAccuracy)}, agreement ${pct(ev.agreement)}, ${fmtTime(wall)}, ${r.synthesized} synthesized`);
+    }
+    if (error) {
+      rows.push({ id: name, label: p.$label ?? name, method, threads: o.threads, seeds: o.seeds, error, date: new Date().toISOString(), config });
       save();
-      console.log(`FAILED ${e.code ?? ""} ${e.message}`);
       continue;
     }
-    const wall = (performance.now() - t0) / 1000;
     const ev = r.evaluation ?? {};
+    const accs = runs.map((x) => x.studentAccuracy);
+    // With several seeds: the mean over seeds, with every run beside it (the spread is the noise of one run).
     rows.push({
-      id: name, label: p.$label ?? name, method, threads: o.threads, studentAccuracy: ev.studentAccuracy, agreement: ev.agreement,
-      teacherAccuracy: ev.teacherAccuracy, testSamples: ev.samples, wallSeconds: wall, timings: r.timings,
+      id: name, label: p.$label ?? name, method, threads: o.threads, seeds: o.seeds, commit: environment(dfkd, o.threads).commit,
+      studentAccuracy: mean(accs), agreement: mean(runs.map((x) => x.agreement)),
+      ...(runs.length > 1 ? { studentAccuracyMin: Math.min(...accs), studentAccuracyMax: Math.max(...accs), runs } : {}),
+      teacherAccuracy: ev.teacherAccuracy, testSamples: ev.samples, wallSeconds: mean(runs.map((x) => x.wallSeconds)), timings: r.timings,
       synthesized: r.synthesized, realImages: method === "classical" ? 7000 : 0, studentSteps: r.studentSteps,
       statsSeconds: p.$stats ? statsSeconds : undefined, date: new Date().toISOString(), config,
     });
     save();
-    console.log(`top-1 ${pct(ev.studentAccuracy)}, agreement ${pct(ev.agreement)}, ${fmtTime(wall)}, ${r.synthesized} synthesized`);
   }
   return save();
 }
@@ -402,6 +422,7 @@ export const COMMANDS = [
   ["everything (roughly an hour on 2 idle cores, an estimate)", "npm run bench -- all"],
   ["the accuracy table and plot", "npm run bench -- accuracy"],
   ["one accuracy row (others in accuracy.json are kept)", "npm run bench -- accuracy --only deepinversion"],
+  ["one accuracy row as the mean over 3 seeds (the spectral row of the table)", "npm run bench -- accuracy --only spectral --seeds 0,1,2"],
   ["the speed table", "npm run bench -- speed --threads 2 --repeats 5 --batches 64,256"],
   ["one speed row", "npm run bench -- speed --only lenet5/deepinversion/b64"],
   ["CI smoke test (every row, a few steps)", "npm run bench -- all --quick --out /tmp/dfkd-bench-quick"],
@@ -424,19 +445,21 @@ export function renderReadme(acc, spd) {
     L.push(`Teacher \`models/mnist_lenet5.pt\` (LeNet-5 with BatchNorm) trained on MNIST rows 0..6999; every student is scored on the ${fmtNum(acc.rows[0]?.testSamples ?? 3000)} held-out images (rows 7000..9999). ` +
       "Data-free rows never see an MNIST image; *spectral* uses the teacher's published `dfkd stats` file (computed on its training rows), *classical* trains on the 7,000 training images. " +
       "Sizes per row: `bench/presets.json`. Wall time: the whole job (load, synthesis, training, evaluation) on " + `${acc.env.threads} CPU threads.`, "",
-      `Run: ${envLine(acc.env)}.`, "",
-      "| method | held-out top-1 | agreement with teacher | wall time | synthesized images | published (unverified) |",
-      "| --- | ---: | ---: | ---: | ---: | --- |",
-      `| **teacher** LeNet-5 | ${pct(s.teacherAccuracy)} | — | — | — | ${acc.published.teacher.value.toFixed(2)}% (${acc.published.teacher.what}) |`);
+      `Latest run: ${envLine(acc.env)}. Rows from earlier runs (\`--only\` re-runs one row and keeps the others) carry their own date${acc.rows.some((r) => r.commit) ? " and commit" : ""} in \`accuracy.json\`.`, "",
+      "Rows run with several seeds (`--seeds`) give the mean over the seeds (wall time: per run) and, in the last column, the lowest and highest single run.", "",
+      "| method | held-out top-1 | agreement with teacher | wall time | synthesized images | published (unverified) | seeds: min–max top-1 |",
+      "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+      `| **teacher** LeNet-5 | ${pct(s.teacherAccuracy)} | — | — | — | ${acc.published.teacher.value.toFixed(2)}% (${acc.published.teacher.what}) | — |`);
     for (const r of acc.rows) {
       const pub = acc.published.rows[r.id];
       if (r.error) {
-        L.push(`| ${r.label} | failed: ${r.error.replace(/\|/g, "/").slice(0, 160)} | | | | ${pub ? `${pub.value.toFixed(2)}% (${pub.what})` : "—"} |`);
+        L.push(`| ${r.label} | failed: ${r.error.replace(/\|/g, "/").slice(0, 160)} | | | | ${pub ? `${pub.value.toFixed(2)}% (${pub.what})` : "—"} | |`);
         continue;
       }
       const synth = r.method === "classical" ? `— (${fmtNum(r.realImages)} real)` : fmtNum(r.synthesized);
       const over = r.wallSeconds > 900 ? " (over 15 min)" : "";
-      L.push(`| ${r.label} | ${pct(r.studentAccuracy)} | ${pct(r.agreement)} | ${fmtTime(r.wallSeconds)}${over} | ${synth} | ${pub ? `${pub.value.toFixed(2)}% (${pub.what})` : "—"} |`);
+      const seeds = r.runs ? `${r.runs.length} seeds (${r.seeds.join(", ")}): ${pct(r.studentAccuracyMin)}–${pct(r.studentAccuracyMax)}` : `1 (seed ${r.seeds?.[0] ?? 0})`;
+      L.push(`| ${r.label} | ${pct(r.studentAccuracy)} | ${pct(r.agreement)} | ${fmtTime(r.wallSeconds)}${over} | ${synth} | ${pub ? `${pub.value.toFixed(2)}% (${pub.what})` : "—"} | ${seeds} |`);
     }
     const st = acc.rows.find((r) => r.statsSeconds !== undefined);
     if (st) L.push("", `The teacher's stats file (\`dfkd stats\` on its training images, done once by the data owner) took ${fmtTime(st.statsSeconds)}; it is not in the wall times.`);
@@ -453,6 +476,9 @@ export function renderReadme(acc, spd) {
       "the *first loss* column (the loss of the first iteration: synthesis total, student loss, or generator loss) must agree on both sides, a check that the math is the same before the speed is believed.", "",
       `Run: ${envLine(spd.env)}.`, "",
       "Run it on an otherwise idle machine: when other processes compete for the cores, libtorch's worker threads get preempted and both sides slow down erratically (seen: 100x at 2 threads on 2 busy cores).", "",
+      "Where the difference comes from: both sides run the same libtorch kernels. Ours has no Python between the ops, runs the TorchScript graphs without the profiling executor's specialization (except the adversarial loop), " +
+      "and reuses a step's large CPU blocks through its caching allocator (`native/core/alloc.h`), where eager PyTorch's default CPU allocator hands them back to malloc, so that the kernel maps and zeroes fresh pages every step " +
+      "(the batch-256 adversarial rows: about a third of eager's CPU time is system time). See the main README, \"Two process-level settings\".", "",
       "| teacher → student | loop | batch | unit | ours | eager PyTorch | **ours / eager** | measurements | first loss ours / eager |",
       "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | --- |");
     for (const r of spd.rows) {

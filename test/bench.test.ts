@@ -59,11 +59,26 @@ describe("benchmarks (bench/run.mjs --quick)", () => {
       expect(Number.isInteger(r.synthesized)).toBe(true);
       if (r.method === "classical") expect(r.synthesized).toBe(0);
       else expect(r.synthesized).toBeGreaterThan(0);
+      expect(r.seeds).toEqual([0]);
       expect(readme).toContain(`| ${r.label} | ${(100 * r.studentAccuracy).toFixed(2)}% |`);
     }
-    expect(readme).toMatch(/\| method \| held-out top-1 \| agreement with teacher \| wall time \| synthesized images \| published \(unverified\) \|/);
+    expect(readme).toMatch(/\| method \| held-out top-1 \| agreement with teacher \| wall time \| synthesized images \| published \(unverified\) \| seeds: min–max top-1 \|/);
     const png = readFileSync(path.join(out, "accuracy.png"));
     expect(png.subarray(0, 8)).toEqual(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]));
     expect(png.readUInt32BE(16)).toBeGreaterThan(100);  // IHDR width
+  }, 240_000);
+
+  it.runIf(HAS_MNIST)("--seeds runs a row once per seed and reports the mean and the spread", async () => {
+    const out = tmp("dfkd-bench-");
+    await promisify(execFile)(process.execPath, [path.join(ROOT, "bench", "run.mjs"), "accuracy", "--quick", "--only", "noise", "--seeds", "0,1,2",
+      "--threads", "1", "--out", out], { cwd: ROOT, encoding: "utf8", timeout: 180_000 });
+    const [row] = JSON.parse(readFileSync(path.join(out, "accuracy.json"), "utf8")).rows;
+    expect(row.seeds).toEqual([0, 1, 2]);
+    expect(row.runs.map((r: { seed: number }) => r.seed)).toEqual([0, 1, 2]);
+    const accs: number[] = row.runs.map((r: { studentAccuracy: number }) => r.studentAccuracy);
+    expect(row.studentAccuracy).toBeCloseTo(accs.reduce((a, b) => a + b) / 3, 10);
+    expect([row.studentAccuracyMin, row.studentAccuracyMax]).toEqual([Math.min(...accs), Math.max(...accs)]);
+    const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+    expect(readFileSync(path.join(out, "README.md"), "utf8")).toContain(`3 seeds (0, 1, 2): ${pct(row.studentAccuracyMin)}–${pct(row.studentAccuracyMax)} |`);
   }, 240_000);
 });
