@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
-#include <string>
 #include <unordered_map>
 #include <vector>
 #if defined(__GLIBC__)
@@ -43,7 +42,7 @@ struct Cache {
   std::unordered_map<size_t, std::vector<void*>> free;  // size class -> blocks (header addresses)
   CpuCacheStats stats;
   size_t cap = default_cap();
-  std::atomic<int> jobs{0};
+  int jobs = 0;  // running jobs (JobMemoryScope); read and written under `mu`
 
   // Frees every cached block; the caller holds `mu`.
   void drain() {
@@ -66,7 +65,7 @@ void delete_block(void* data) {
   if (cls) {
     auto& c = cache();
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.jobs.load() > 0 && c.stats.cached_bytes + cls <= c.cap) {
+    if (c.jobs > 0 && c.stats.cached_bytes + cls <= c.cap) {
       c.free[cls].push_back(base);
       c.stats.cached_bytes += cls;
       c.stats.peak_cached_bytes = std::max(c.stats.peak_cached_bytes, c.stats.cached_bytes);
@@ -158,15 +157,12 @@ JobMemoryScope::JobMemoryScope() {
 }
 
 JobMemoryScope::~JobMemoryScope() {
-  auto& c = cache();
   {
+    auto& c = cache();
     std::lock_guard<std::mutex> lock(c.mu);
     if (--c.jobs > 0) return;
-    c.drain();
   }
-#if defined(__GLIBC__)
-  malloc_trim(0);
-#endif
+  release_cpu_cache();  // a job starting meanwhile only loses what it cached in its first steps
 }
 
 }  // namespace dfkd

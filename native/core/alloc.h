@@ -5,8 +5,9 @@
 // them from mmap (over its threshold) or from a per-thread arena that it trims, so each step wrote
 // into fresh pages: page faults and zeroing by the kernel. A LeNet-5 DFAD iteration at batch 256
 // spent over a third of its CPU time in the kernel that way (4.7 million faults in 5 iterations),
-// and eager PyTorch pays the same. glibc's own knobs (one arena, no mmap) only reach threads that had not
-// yet picked an arena when the addon loaded, so they helped in some processes and not in others.
+// and eager PyTorch pays the same. glibc's own knobs (one arena, a fixed mmap threshold) only
+// reach threads that had not yet picked an arena when the addon loaded, so they helped in some
+// processes and not in others.
 //
 // Blocks are cached only while a job runs (JobMemoryScope); when the last one ends, every cached
 // block is freed and the heap trimmed, so an idle process keeps only what it uses. An allocation
