@@ -187,6 +187,7 @@ async function accuracy(dfkd, o) {
     return result;
   };
   const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const commit = environment(dfkd, o.threads).commit;  // the same for every row of this run
   for (const name of names) {
     const p = presets[name];
     const overrides = Object.fromEntries(Object.entries(p).filter(([k]) => !k.startsWith("$")));
@@ -233,7 +234,7 @@ async function accuracy(dfkd, o) {
     const accs = runs.map((x) => x.studentAccuracy);
     // With several seeds: the mean over seeds, with every run beside it (the spread is the noise of one run).
     rows.push({
-      id: name, label: p.$label ?? name, method, threads: o.threads, seeds: o.seeds, commit: environment(dfkd, o.threads).commit,
+      id: name, label: p.$label ?? name, method, threads: o.threads, seeds: o.seeds, commit,
       studentAccuracy: mean(accs), agreement: mean(runs.map((x) => x.agreement)),
       ...(runs.length > 1 ? { studentAccuracyMin: Math.min(...accs), studentAccuracyMax: Math.max(...accs), runs } : {}),
       teacherAccuracy: ev.teacherAccuracy, testSamples: ev.samples, wallSeconds: mean(runs.map((x) => x.wallSeconds)), timings: r.timings,
