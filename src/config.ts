@@ -79,7 +79,11 @@ export const synthSchema = z.strictObject({
   lr: positive.optional(),
   betas: z.tuple([nonNeg, nonNeg]).optional(),
   lrSchedule: z.enum(["cosine", "none"]).optional(),
+  /** Random shift (roll) of the batch by up to this many pixels at each synthesis iteration. */
   jitter: nonNegInt.optional(),
+  /** Random horizontal flip of the batch at each synthesis iteration (default true, DeepInversion's
+   * prior for natural images). Set false where a mirrored input is not a valid one (digits, text):
+   * MNIST spectral, 3 seeds, went from 96.96% to above 97% held-out without it (bench/presets.json). */
   flip: z.boolean().optional(),
   /** Memory bank capacity in images (default: every synthesized image is kept). */
   bankSize: nonNegInt.optional(),
