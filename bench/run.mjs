@@ -98,7 +98,8 @@ function environment(dfkd, threads) {
   const git = (...a) => {
     try { return execFileSync("git", a, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim(); } catch { return ""; }
   };
-  const dirty = git("status", "--porcelain", "--untracked-files=no") ? "+dirty" : "";
+  // bench/results/ is this program's own output: an earlier `--only` row must not mark the next one dirty
+  const dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results") ? "+dirty" : "";
   const rt = dfkd.runtime();
   return {
     date: new Date().toISOString(), commit: git("rev-parse", "--short", "HEAD") + dirty, cpu: os.cpus()[0]?.model ?? "?",
