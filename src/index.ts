@@ -1,18 +1,30 @@
+/// <reference types="node" preserve="true" />
 // dfkd: data-free knowledge distillation for TorchScript models.
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { datasetSchema, defaultDevice, distillSchema, nativeDistillConfig, parse, type DistillConfig, type DatasetSpec } from "./config.js";
-import { DfkdError } from "./errors.js";
+import {
+  adversarialSchema, datasetSchema, defaultDevice, distillSchema, generatorSchema, nativeDistillConfig, parse, synthSchema, trainSchema,
+  type DistillConfig, type DatasetSpec, type Method,
+} from "./config.js";
+import { DfkdError, type ErrorCode } from "./errors.js";
 import { Job } from "./job.js";
-import { native, PACKAGE_ROOT } from "./native.js";
+import { native, PACKAGE_ROOT, type RuntimeInfo } from "./native.js";
 
-export { DfkdError } from "./errors.js";
-export { Job } from "./job.js";
-export type { JobEvent, ProgressEvent, PhaseEvent, LogEvent, EvalEvent, CheckpointEvent, Phase } from "./job.js";
+export { DfkdError, ERROR_CODES } from "./errors.js";
+export type { ErrorCode } from "./errors.js";
+export type { Job, JobEvent, ProgressEvent, PhaseEvent, LogEvent, EvalEvent, CheckpointEvent, Phase } from "./job.js";
 export { METHODS, TRAIN_DEFAULTS } from "./config.js";
 export type { DistillConfig, DatasetSpec, Method } from "./config.js";
-export type { CpuCacheStats } from "./native.js";
+export type { CpuCacheStats, RuntimeInfo } from "./native.js";
+/** `train` of a DistillConfig: the student's optimizer, schedule, KD loss and augmentation. */
+export type TrainOptions = z.input<typeof trainSchema>;
+/** `synth` of a DistillConfig: input synthesis (statistical, spectral, deepinversion). */
+export type SynthOptions = z.input<typeof synthSchema>;
+/** `generator` of a DistillConfig: the adversarial method's generator. */
+export type GeneratorOptions = z.input<typeof generatorSchema>;
+/** `adversarial` of a DistillConfig: the adversarial method's loop sizes. */
+export type AdversarialOptions = z.input<typeof adversarialSchema>;
 
 export interface Accuracy {
   samples: number;
@@ -23,7 +35,7 @@ export interface Accuracy {
 }
 
 export interface DistillReport {
-  method: string;
+  method: Method;
   teacher: { path: string; parameters: number };
   student: { path: string; parameters: number };
   device: string;
@@ -58,6 +70,19 @@ export interface StatsResult {
   layers: Array<{ name: string; channels: number; spectrum: number[] | null }>;
 }
 
+/** A file the config names must exist: otherwise `code`, naming the field and where it was looked for. */
+function requireFile(field: string, file: string | undefined, code: ErrorCode): void {
+  if (file === undefined || existsSync(file)) return;
+  const where = path.isAbsolute(file) ? "" : ` (resolved to ${path.resolve(file)} from the working directory ${process.cwd()})`;
+  throw new DfkdError(code, `${field}: file not found: ${file}${where}`);
+}
+function requireDataset(field: string, d: DatasetSpec | undefined): void {
+  if (d && "images" in d) {
+    requireFile(`${field}.images`, d.images, "E_DATA_NOT_FOUND");
+    requireFile(`${field}.labels`, d.labels, "E_DATA_NOT_FOUND");
+  }
+}
+
 /** The bundled teacher: LeNet-5 (with BN) trained on the first 7,000 MNIST test-split images. */
 export const BUNDLED_TEACHER = path.join(PACKAGE_ROOT, "models", "mnist_lenet5.pt");
 
@@ -67,7 +92,7 @@ export function zoo(): string[] {
 }
 
 /** libtorch version and CUDA availability of the loaded addon. */
-export function runtime() {
+export function runtime(): RuntimeInfo {
   return native().runtime();
 }
 
@@ -80,11 +105,18 @@ export function distill(config: DistillConfig): Job<DistillReport> {
   let nat: ReturnType<typeof nativeDistillConfig>;
   try {
     cfg = parse(distillSchema, config, "distill config");
-    nat = nativeDistillConfig(cfg, zoo());
+    const models = zoo();
+    requireFile("teacher", cfg.teacher, "E_MODEL_NOT_FOUND");
+    if (cfg.student !== undefined && !models.includes(cfg.student)) requireFile("student", cfg.student, "E_MODEL_NOT_FOUND");
+    requireFile("stats", cfg.stats, "E_STATS_NOT_FOUND");
+    requireFile("resume", cfg.resume, "E_CHECKPOINT");
+    requireDataset("data", cfg.data);
+    requireDataset("test", cfg.test);
+    nat = nativeDistillConfig(cfg, models);
   } catch (e) {
     return failed(e);
   }
-  return new Job<DistillReport>((onEvent) => native().runJob("distill", nat, onEvent), {
+  return Job.start<DistillReport>((onEvent) => native().runJob("distill", nat, onEvent), {
     signal: cfg.signal,
   });
 }
@@ -98,12 +130,18 @@ const evaluateSchema = z.strictObject({
   threads: z.number().int().positive().optional(),
 });
 
+/** Options of evaluate(). */
+export type EvaluateOptions = z.input<typeof evaluateSchema>;
+
 /** Top-1 accuracy of a teacher and/or student on a labeled test set, and their agreement. */
-export function evaluate(config: z.input<typeof evaluateSchema>): Job<Accuracy> {
+export function evaluate(config: EvaluateOptions): Job<Accuracy> {
   try {
     const cfg = parse(evaluateSchema, config, "evaluate config");
     if (!cfg.teacher && !cfg.student) throw new DfkdError("E_CONFIG", "invalid evaluate config: give a teacher and/or a student");
-    return new Job<Accuracy>((onEvent) => native().runJob("evaluate", { device: defaultDevice(), ...cfg }, onEvent));
+    requireFile("teacher", cfg.teacher, "E_MODEL_NOT_FOUND");
+    requireFile("student", cfg.student, "E_MODEL_NOT_FOUND");
+    requireDataset("test", cfg.test);
+    return Job.start<Accuracy>((onEvent) => native().runJob("evaluate", { device: defaultDevice(), ...cfg }, onEvent));
   } catch (e) {
     return failed(e);
   }
@@ -115,11 +153,15 @@ const infoSchema = z.strictObject({
   device: z.string().optional(),
 });
 
+/** Options of info(). */
+export type InfoOptions = z.input<typeof infoSchema>;
+
 /** Introspection of a TorchScript teacher: classes, taps (BN layers), parameter count. */
-export function info(teacher: string, options: z.input<typeof infoSchema> = {}): Promise<TeacherInfo> {
+export function info(teacher: string, options: InfoOptions = {}): Promise<TeacherInfo> {
   try {
     const o = parse(infoSchema, options, "info options");
-    return new Job<TeacherInfo>((onEvent) => native().runJob("info", { teacher, device: defaultDevice(), ...o }, onEvent)).result;
+    requireFile("teacher", teacher, "E_MODEL_NOT_FOUND");
+    return Job.start<TeacherInfo>((onEvent) => native().runJob("info", { teacher, device: defaultDevice(), ...o }, onEvent)).result;
   } catch (e) {
     return failed<TeacherInfo>(e).result;
   }
@@ -136,14 +178,19 @@ const statsSchema = z.strictObject({
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal).optional(),
 });
 
+/** Options of stats(). */
+export type StatsOptions = z.input<typeof statsSchema>;
+
 /**
  * Computes per-layer statistics of a teacher on data (mean, std and Fourier spectra of every
  * tapped layer) and saves them as safetensors, to publish instead of the data.
  */
-export function stats(config: z.input<typeof statsSchema>): Job<StatsResult> {
+export function stats(config: StatsOptions): Job<StatsResult> {
   try {
     const { signal, ...cfg } = parse(statsSchema, config, "stats config");
-    return new Job<StatsResult>((onEvent) => native().runJob("stats", { device: defaultDevice(), ...cfg }, onEvent), { signal });
+    requireFile("teacher", cfg.teacher, "E_MODEL_NOT_FOUND");
+    requireDataset("data", cfg.data);
+    return Job.start<StatsResult>((onEvent) => native().runJob("stats", { device: defaultDevice(), ...cfg }, onEvent), { signal });
   } catch (e) {
     return failed(e);
   }
@@ -167,7 +214,7 @@ export function mnist(dir: string, opts: { start?: number; end?: number; mean?: 
 }
 
 function failed<R>(e: unknown): Job<R> {
-  return new Job<R>(() => {
+  return Job.start<R>(() => {
     throw e instanceof DfkdError ? e : new DfkdError("E_INTERNAL", String((e as Error)?.message ?? e));
   });
 }

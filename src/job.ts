@@ -4,6 +4,7 @@ import { EventEmitter } from "node:events";
 import { DfkdError, fromNative } from "./errors.js";
 import type { NativeJobHandle } from "./native.js";
 
+/** The events every job emits: `on(type, ...)`, `for await (const e of job)`. */
 export type Phase = "load" | "synthesize" | "train" | "evaluate" | "save" | "stats";
 
 export interface ProgressEvent {
@@ -41,8 +42,15 @@ export class Job<R> implements AsyncIterable<JobEvent>, PromiseLike<R> {
   private error: DfkdError | undefined;
   private cancelNative: () => void = () => {};
 
-  /** @internal */
-  constructor(start: (onEvent: (e: unknown) => void) => NativeJobHandle, opts: { signal?: AbortSignal; map?: (r: unknown) => R } = {}) {
+  /**
+   * Jobs are made by distill(), evaluate() and stats(), never by `new`.
+   * @internal
+   */
+  static start<R>(start: (onEvent: (e: unknown) => void) => NativeJobHandle, opts: { signal?: AbortSignal; map?: (r: unknown) => R } = {}): Job<R> {
+    return new Job<R>(start, opts);
+  }
+
+  private constructor(start: (onEvent: (e: unknown) => void) => NativeJobHandle, opts: { signal?: AbortSignal; map?: (r: unknown) => R }) {
     let handle: NativeJobHandle;
     try {
       handle = start((e) => this.push(e as JobEvent));

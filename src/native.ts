@@ -1,7 +1,10 @@
 // Loads the addon (build/Release or prebuilds/) through node-gyp-build.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { DfkdError } from "./errors.js";
 
 export interface NativeJobHandle {
   promise: Promise<unknown>;
@@ -18,35 +21,56 @@ export interface CpuCacheStats {
   hits: number;
   misses: number;
 }
+/** What runtime() reports of the loaded addon and its libtorch. */
+export interface RuntimeInfo {
+  /** libtorch version the addon runs on */
+  torch: string;
+  /** CUDA usable (a CUDA libtorch and a visible GPU) */
+  cuda: boolean;
+  cudaDevices: number;
+  /** libtorch's intra-op threads in this process (a job's `threads` sets it for that job) */
+  threads: number;
+  cpuCache: CpuCacheStats;
+}
 export interface NativeAddon {
   runJob(kind: string, config: unknown, onEvent: (e: unknown) => void): NativeJobHandle;
   zoo(): string[];
-  runtime(): { torch: string; cuda: boolean; cudaDevices: number; threads: number; cpuCache: CpuCacheStats };
+  runtime(): RuntimeInfo;
   /** Cancels this thread's running jobs and waits for their native threads. */
   stopAll(): void;
 }
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
+const HINT =
+  "Fix: run 'npm rebuild dfkd' (pnpm: 'pnpm approve-builds', then 'pnpm rebuild dfkd'); it links the libtorch it " +
+  "finds (LIBTORCH, python3's torch, a system libtorch, else it installs a pinned CPU wheel) and builds the addon " +
+  "if no prebuilt one fits; add --foreground-scripts to see what it does. Set LIBTORCH=/path/to/libtorch (or a " +
+  "torch package folder) to choose one.";
+
 let cached: NativeAddon | undefined;
+/** The addon, loaded once (node-gyp-build: build/Release, else prebuilds/<platform>-<arch>). Throws E_ADDON. */
 export function native(): NativeAddon {
   if (!cached) {
-    const require = createRequire(import.meta.url);
-    const load = require("node-gyp-build") as (dir: string) => NativeAddon;
-    try {
-      cached = load(PACKAGE_ROOT);
-      // process.exit() (or an uncaught exception) skips the addon's env cleanup hook: stop the
-      // native threads here, or exit() tears libtorch down under a running job.
-      const addon = cached;
-      process.once("exit", () => addon.stopAll());
-    } catch (e) {
-      const err = new Error(
-        `dfkd: the native addon is not built or does not load (${(e as Error).message.split("\n")[0]}). ` +
-          "Run 'npm run build:native' (set LIBTORCH=/path/to/libtorch to choose a libtorch).",
-      ) as Error & { code: string };
-      err.code = "E_ADDON";
-      throw err;
+    // The addon finds libtorch through the link .libtorch/lib (scripts/libtorch.mjs), made at
+    // install time. Where install scripts did not run (pnpm's default) or the torch it pointed at
+    // moved, make it now: before the first load, since the dynamic loader remembers a missing folder.
+    let linkError = "";
+    if (!existsSync(path.join(PACKAGE_ROOT, ".libtorch", "lib"))) {
+      const r = spawnSync(process.execPath, [path.join(PACKAGE_ROOT, "scripts", "install.mjs"), "--link"], { encoding: "utf8" });
+      if (r.status !== 0) linkError = ` No libtorch to link: ${(r.stderr || r.error?.message || "").trim().replace(/^dfkd: install failed: /, "")}.`;
     }
+    const require = createRequire(import.meta.url);
+    let addon: NativeAddon;
+    try {
+      addon = (require("node-gyp-build") as (dir: string) => NativeAddon)(PACKAGE_ROOT);
+    } catch (e) {
+      throw new DfkdError("E_ADDON", `dfkd: the native addon is not built or does not load (${(e as Error).message.split("\n")[0]}).${linkError} ${HINT}`, { cause: e });
+    }
+    cached = addon;
+    // process.exit() (or an uncaught exception) skips the addon's env cleanup hook: stop the
+    // native threads here, or exit() tears libtorch down under a running job.
+    process.once("exit", () => addon.stopAll());
   }
   return cached;
 }
