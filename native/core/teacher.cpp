@@ -9,6 +9,19 @@ namespace dfkd {
 
 static const char* kMetaFile = "dfkd.json";
 
+// Why a file that torch::jit::load refused is not TorchScript, when it is a common mistake: the
+// weights that torch.save writes (a zip with data.pkl but no code/, or a legacy pickle) hold no
+// code, so there is no model to run. Empty when the file is something else.
+static std::string not_torchscript_hint(const std::string& bytes) {
+  const bool zip = bytes.rfind("PK\x03\x04", 0) == 0;
+  const bool pickle = !bytes.empty() && static_cast<unsigned char>(bytes[0]) == 0x80;
+  if (!(zip && bytes.find("data.pkl") != std::string::npos && bytes.find("/code/") == std::string::npos) && !pickle)
+    return "";
+  return " is a PyTorch weights file (what torch.save writes: a state_dict or a pickled nn.Module), not TorchScript: "
+         "it holds no code to run. Export the model in Python with "
+         "torch.jit.script(model).save('teacher.pt') or torch.jit.trace(model, example_input).save('teacher.pt')";
+}
+
 torch::jit::Module load_module(const std::string& path, torch::Device device, Json* meta) {
   std::string bytes = read_file(path, "E_MODEL_NOT_FOUND");
   torch::jit::ExtraFilesMap extra{{kMetaFile, ""}};
@@ -19,6 +32,7 @@ torch::jit::Module load_module(const std::string& path, torch::Device device, Js
   } catch (...) {
     Error e = translate(std::current_exception(), "E_MODEL_INVALID", "");
     if (e.code == "E_OOM") throw e;
+    if (auto hint = not_torchscript_hint(bytes); !hint.empty()) throw Error("E_MODEL_INVALID", path + hint);
     throw Error("E_MODEL_INVALID", path + " is not a TorchScript model file (" +
                                        std::string(e.what()).substr(0, 300) + ")");
   }
