@@ -1,27 +1,34 @@
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { blobs, CLI, fx, tmp, TEACHER } from "./helpers.js";
 
-const dfkd = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
+// Asynchronous: a run of minutes in a synchronous child would starve vitest's worker RPC.
+const dfkd = (...args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "", stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  child.on("error", reject).on("close", (status) => resolve({ status, stdout, stderr }));
+});
 
 describe("CLI", () => {
-  it("prints help and exits 0", () => {
-    const r = dfkd("--help");
+  it("prints help and exits 0", async () => {
+    const r = await dfkd("--help");
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("distill");
-    expect(dfkd("distill", "--help").stdout).toContain("--method");
+    expect((await dfkd("distill", "--help")).stdout).toContain("--method");
   });
 
-  it("info prints teacher introspection, as JSON too", () => {
-    const r = dfkd("info", TEACHER, "--json");
+  it("info prints teacher introspection, as JSON too", async () => {
+    const r = await dfkd("info", TEACHER, "--json");
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ numClasses: 10, bnLayers: 3 });
-    expect(dfkd("info", TEACHER).stdout).toContain("bn3 (bn, 120 channels)");
+    expect((await dfkd("info", TEACHER)).stdout).toContain("bn3 (bn, 120 channels)");
   });
 
-  it("distill --json streams events and ends with the report", () => {
+  it("distill --json streams events and ends with the report", async () => {
     const out = tmp();
-    const r = dfkd("distill", fx("tiny_bn.pt"), "--student", "resnet8", "--method", "classical", "--data", blobs.train.images, "--labels", blobs.train.labels,
+    const r = await dfkd("distill", fx("tiny_bn.pt"), "--student", "resnet8", "--method", "classical", "--data", blobs.train.images, "--labels", blobs.train.labels,
       "--test", blobs.test.images, "--test-labels", blobs.test.labels, "--steps", "60", "--out", out, "--json");
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
@@ -29,17 +36,17 @@ describe("CLI", () => {
     const report = lines.at(-1);
     expect(report.type).toBe("report");
     expect(report.evaluation.studentAccuracy).toBeGreaterThan(0.8);
-    const ev = dfkd("eval", "--student", report.student.path, "--teacher", fx("tiny_bn.pt"), "--test", blobs.test.images, "--test-labels", blobs.test.labels, "--json");
+    const ev = await dfkd("eval", "--student", report.student.path, "--teacher", fx("tiny_bn.pt"), "--test", blobs.test.images, "--test-labels", blobs.test.labels, "--json");
     expect(JSON.parse(ev.stdout).studentAccuracy).toBeCloseTo(report.evaluation.studentAccuracy, 6);
   });
 
-  it("exits 1 with a coded message on a bad model file, 2 on a bad config", () => {
-    const r = dfkd("info", fx("random.pt"));
+  it("exits 1 with a coded message on a bad model file, 2 on a bad config", async () => {
+    const r = await dfkd("info", fx("random.pt"));
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("E_MODEL_INVALID");
-    const u = dfkd("distill", TEACHER, "--method", "nope");
+    const u = await dfkd("distill", TEACHER, "--method", "nope");
     expect(u.status).toBe(2);
-    const j = dfkd("distill", TEACHER, "--steps", "-3", "--method", "classical", "--data", blobs.train.images, "--json");
+    const j = await dfkd("distill", TEACHER, "--steps", "-3", "--method", "classical", "--data", blobs.train.images, "--json");
     expect(j.status).toBe(2);
     expect(JSON.parse(j.stdout.trim().split("\n").at(-1)!)).toMatchObject({ type: "error", code: "E_CONFIG" });
   });
@@ -47,7 +54,6 @@ describe("CLI", () => {
 
 describe("CLI Ctrl-C", () => {
   it("SIGINT stops the run with a checkpoint (exit 130), and --resume finishes it", async () => {
-    const { spawn } = await import("node:child_process");
     const { existsSync } = await import("node:fs");
     const path = await import("node:path");
     const out = tmp();
@@ -66,7 +72,7 @@ describe("CLI Ctrl-C", () => {
     const last = JSON.parse(stdout.trim().split("\n").at(-1)!);
     expect(last).toMatchObject({ type: "error", code: "E_CANCELLED", checkpoint: path.join(out, "checkpoint.dfkd") });
     expect(existsSync(last.checkpoint)).toBe(true);
-    const resumed = dfkd("distill", fx("tiny_bn.pt"), "--student", "resnet8", "--method", "classical", "--data", blobs.train.images,
+    const resumed = await dfkd("distill", fx("tiny_bn.pt"), "--student", "resnet8", "--method", "classical", "--data", blobs.train.images,
       "--labels", blobs.train.labels, "--steps", "200", "--out", out, "--resume", last.checkpoint, "--json");
     expect(resumed.status).toBe(0);
   });
