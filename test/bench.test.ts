@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { HAS_MNIST, ROOT, tmp } from "./helpers.js";
+import { requireMnist, ROOT, SKIP_MNIST, tmp } from "./helpers.js";
 
 const presets = JSON.parse(readFileSync(path.join(ROOT, "bench", "presets.json"), "utf8"));
 const accuracyRows = Object.keys(presets).filter((k) => !k.startsWith("$"));
@@ -13,14 +13,15 @@ const KINDS = ["deepinversion", "spectral", "adversarial", "classical"];
 const fraction = (x: unknown) => typeof x === "number" && x >= 0 && x <= 1;
 
 describe("benchmarks (bench/run.mjs --quick)", () => {
-  it("runs every row for a few steps and writes accuracy.json, speed.json, README.md and accuracy.png", async () => {
+  const run = (args: string[]) => promisify(execFile)(process.execPath, [path.join(ROOT, "bench", "run.mjs"), ...args], {
+    cwd: ROOT, encoding: "utf8", timeout: 180_000,
+  });
+
+  it("runs every speed row for a few steps and writes speed.json and README.md", async () => {
     const out = tmp("dfkd-bench-");
-    const cmd = HAS_MNIST ? "all" : "speed";
     // One thread: about 12 s on 2 cores, and immune to the slowdown of multi-threaded libtorch when
     // other processes compete for the cores (several times slower at 2 threads on a busy machine).
-    await promisify(execFile)(process.execPath, [path.join(ROOT, "bench", "run.mjs"), cmd, "--quick", "--threads", "1", "--out", out], {
-      cwd: ROOT, encoding: "utf8", timeout: 180_000,
-    });
+    await run(["speed", "--quick", "--threads", "1", "--out", out]);
     const readme = readFileSync(path.join(out, "README.md"), "utf8");
     expect(readme).toContain("Quick mode");
     for (const h of ["## Accuracy", "## Speed", "## Reproduce", "npm run bench -- accuracy", "npm run bench -- speed"]) expect(readme).toContain(h);
@@ -42,8 +43,14 @@ describe("benchmarks (bench/run.mjs --quick)", () => {
     }
     expect(readme).toMatch(/\| ours \| eager PyTorch \| \*\*ours \/ eager\*\* \|/);
     expect(readme.match(/\| LeNet-5 → LeNet-5-half \(1x28x28\) \| \w+ \| 8 \|/g)).toHaveLength(4);
+  }, 240_000);
 
-    if (!HAS_MNIST) return;
+  it.skipIf(SKIP_MNIST)("runs every accuracy row for a few steps and writes accuracy.json, README.md and accuracy.png", async () => {
+    requireMnist();
+    const out = tmp("dfkd-bench-");
+    await run(["accuracy", "--quick", "--threads", "1", "--out", out]);
+    const readme = readFileSync(path.join(out, "README.md"), "utf8");
+    expect(readme).toContain("Quick mode");
     const acc = JSON.parse(readFileSync(path.join(out, "accuracy.json"), "utf8"));
     expect(acc.kind).toBe("accuracy");
     expect(acc.quick).toBe(true);
@@ -68,10 +75,10 @@ describe("benchmarks (bench/run.mjs --quick)", () => {
     expect(png.readUInt32BE(16)).toBeGreaterThan(100);  // IHDR width
   }, 240_000);
 
-  it.runIf(HAS_MNIST)("--seeds runs a row once per seed and reports the mean and the spread", async () => {
+  it.skipIf(SKIP_MNIST)("--seeds runs a row once per seed and reports the mean and the spread", async () => {
+    requireMnist();
     const out = tmp("dfkd-bench-");
-    await promisify(execFile)(process.execPath, [path.join(ROOT, "bench", "run.mjs"), "accuracy", "--quick", "--only", "noise", "--seeds", "0,1,2",
-      "--threads", "1", "--out", out], { cwd: ROOT, encoding: "utf8", timeout: 180_000 });
+    await run(["accuracy", "--quick", "--only", "noise", "--seeds", "0,1,2", "--threads", "1", "--out", out]);
     const [row] = JSON.parse(readFileSync(path.join(out, "accuracy.json"), "utf8")).rows;
     expect(row.seeds).toEqual([0, 1, 2]);
     expect(row.runs.map((r: { seed: number }) => r.seed)).toEqual([0, 1, 2]);

@@ -3,11 +3,12 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { distill, mnist, type ProgressEvent } from "../src/index.js";
 import { mainJob } from "../src/presets.js";
-import { fx, HAS_MNIST, MNIST, rejectsWith, TEACHER, tmp, weights } from "./helpers.js";
+import { fx, SKIP_MNIST, requireMnist, MNIST, rejectsWith, TEACHER, tmp, weights } from "./helpers.js";
 import { readSafetensors } from "./safetensors.js";
 
 describe("deepinversion", () => {
-  it.runIf(HAS_MNIST)("a LeNet-5-half trained only on DeepInversion samples of the MNIST teacher reaches >= 90% held-out", async () => {
+  it.skipIf(SKIP_MNIST)("a LeNet-5-half trained only on DeepInversion samples of the MNIST teacher reaches >= 90% held-out", async () => {
+    requireMnist();
     const out = tmp();
     const synth: ProgressEvent[] = [];
     const cfg = mainJob();  // the README's main job: the CI-sized DeepInversion preset
