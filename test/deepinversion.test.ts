@@ -55,8 +55,12 @@ with torch.no_grad():
 def softmax(z):
     z = np.exp(z - z.max(1, keepdims=True))
     return z / z.sum(1, keepdims=True)
-# DeepInversion's (Yin et al. 2020) competition term: JS divergence at T = 3, probabilities clamped to [0.01, 0.99]
-P, Q = np.clip(softmax(s / 3), 0.01, 0.99), np.clip(softmax(t / 3), 0.01, 0.99)
+# The competition term of Adaptive DeepInversion (Yin et al. 2020): JS divergence at T = 3 with P, Q
+# and M clamped to [0.01, 0.99], M taken from the clamped P and Q as dfkd's losses.cpp documents it.
+# NVlabs/DeepInversion takes M from the unclamped P and Q before clamping it: the same value unless a
+# probability leaves [0.01, 0.99], which it does here (0.86830 against NVlabs' 0.86983).
+P0, Q0 = softmax(s / 3), softmax(t / 3)
+P, Q = np.clip(P0, 0.01, 0.99), np.clip(Q0, 0.01, 0.99)
 M = np.clip(0.5 * (P + Q), 0.01, 0.99)
 kl = lambda p: (M * (np.log(M) - np.log(p))).sum(1).mean()  # KLDivLoss(log p, M), batchmean
 print(1 - min(max(0.5 * kl(P) + 0.5 * kl(Q), 0), 1))`));
