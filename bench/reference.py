@@ -11,7 +11,11 @@ hooks on the BN modules for the taps, torch.optim. Identical math and hyper-para
                            get_image_prior_losses and ours), + l2 * mean per-image L2 norm; keeps the best batch
   adversarial              job.cpp run_adversarial: studentSteps x (sample G(z) without grad, student
                            step), then one generator step maximizing the L1 teacher-student discrepancy
-                           (synth/generator.cpp GeneratorSynth::step); generator = zoo.cpp make_generator
+                           (synth/generator.cpp GeneratorSynth::step); generator = zoo.cpp make_generator;
+                           with generator.onehot/activation/entropy/bn > 0 also DAFL's terms (Chen et al.
+                           2019, DAFL_train.py: CE to the teacher's own argmax, -mean |penultimate
+                           features|, sum p log10 p of the batch-mean prediction) and DeepInversion's BN
+                           term (sum over every BN input of ||mu - rm|| + ||var - rv||) on G(z)
   classical                train.cpp student_step: teacher logits without grad, KL at T (x T^2), SGD
                            step with the cosine schedule of Optim
 Every loss term is read back with .item() as the native loop does (it reports them). Models are
@@ -227,6 +231,7 @@ class Optim:
         self.gamma = spec.get("gamma", 0.1)
         self.milestones = [int(m * self.total) if m < 1 else int(m) for m in spec.get("milestones") or []]
         self.warmup = spec.get("warmup", 0)
+        self.lr = self.lr0
 
     def step_schedule(self, step):
         lr = self.lr0
@@ -241,6 +246,7 @@ class Optim:
                     lr *= self.gamma
         for g in self.opt.param_groups:
             g["lr"] = lr
+        self.lr = lr
 
 
 def student_step(teacher, student, opt, x, y, kind, T, ce_w, step):
@@ -255,6 +261,7 @@ def student_step(teacher, student, opt, x, y, kind, T, ce_w, step):
         parts["ce"] = ce.item()
         loss = loss + ce_w * ce
     parts["student"] = loss.item()
+    parts["lr"] = opt.lr
     if not math.isfinite(loss.item()):
         raise FloatingPointError("the student loss is not finite")
     opt.opt.zero_grad()
@@ -414,6 +421,14 @@ def bench_student(cfg, teacher, shape, classes, g):
                                         "betas": gs.get("betas"), "schedule": gs.get("schedule", "none"),
                                         "milestones": gs.get("milestones"), "gamma": gs.get("gamma", 0.1)}, total_iters)
     gloss, adv = gs.get("loss", "l1"), gs.get("adversarial", 1.0)
+    w_onehot, w_act, w_ent, w_bn = (gs.get(k, 0.0) for k in ("onehot", "activation", "entropy", "bn"))
+    # Taps for the BN term (every BatchNorm2d input) and the activation term (the last linear
+    # layer's input, dfkd's "penultimate" tap), as GeneratorSynth reads them from the tapped graph.
+    bn_taps = BNTaps(teacher) if w_bn > 0 else None
+    penultimate = {}
+    if w_act > 0:
+        last_linear = [m for m in teacher.modules() if isinstance(m, nn.Linear)][-1]
+        last_linear.register_forward_pre_hook(lambda m, inp: penultimate.__setitem__("x", inp[0]))
     opt = Optim(list(student.parameters()), t, total_iters * ns)
     for it in range(total_iters):
         if it == warmup:
@@ -427,9 +442,26 @@ def bench_student(cfg, teacher, shape, classes, g):
         x = G(torch.randn(batch, nz, generator=g))
         tl = teacher(x)
         total = torch.zeros(())
-        d = discrepancy(gloss, student(x), tl, T)
-        last["g_discrepancy"] = d.item()
-        total = total - adv * d
+
+        def add(name, w, term):
+            nonlocal total
+            last["g_" + name] = term.item()
+            total = total + w * term
+
+        if adv > 0:
+            add("discrepancy", -adv, discrepancy(gloss, student(x), tl, T))
+        if w_onehot > 0:
+            add("onehot", w_onehot, F.cross_entropy(tl, tl.argmax(1)))
+        if w_act > 0:
+            add("activation", w_act, -penultimate["x"].abs().mean())
+        if w_ent > 0:
+            p = F.softmax(tl, 1).mean(0)
+            add("entropy", w_ent, (p * torch.log10(p + 1e-12)).sum())
+        if w_bn > 0:
+            bn = torch.zeros(())
+            for name, m in bn_taps.modules:
+                bn = bn + bn_stats(bn_taps.acts[name], m.running_mean, m.running_var)
+            add("bn", w_bn, bn)
         last["g_generator"] = total.item()
         if not math.isfinite(total.item()):
             raise FloatingPointError("the generator loss is not finite")

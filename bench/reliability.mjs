@@ -2,6 +2,7 @@
 // in one process, and event-loop timer lag while jobs run. Writes bench/results/reliability.json.
 // Usage: node bench/reliability.mjs   (after npm install / npm run fixtures; ~30 s on 2 cores)
 // The lag figures depend on what else the machine runs: the load average is recorded with them.
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -79,8 +80,14 @@ const oneJob = await lagDuring("one DeepInversion job on the bundled MNIST teach
 const twoJobs = await lagDuring("two such jobs at once, threads 1 each", () => [...deepinversion(1)(), ...deepinversion(1)()]);
 const rss = await rssOverJobs();
 
+const git = (...a) => {
+  try { return execFileSync("git", a, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim(); } catch { return ""; }
+};
 const result = {
   date: new Date().toISOString(),
+  // bench/results/ is the benchmarks' own output: it does not make the tree dirty
+  commit: git("rev-parse", "--short", "HEAD") + (git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results") ? "+dirty" : ""),
+  command: ["node", "bench/reliability.mjs", ...process.argv.slice(2)].join(" "),
   machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: round(os.totalmem() / 2 ** 30, 1), loadavg1m: { start: loadavgAtStart, end: round(os.loadavg()[0]) } },
   node: process.version,
   torch,

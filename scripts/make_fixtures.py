@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "fixtures")
-VERSION = "3"  # bump when fixtures change
+VERSION = "4"  # bump when fixtures change
 
 
 class Block(nn.Module):
@@ -49,6 +49,19 @@ class TinyNoBN(nn.Module):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.relu(self.conv2(x))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class InputBN(nn.Module):
+    """BatchNorm on the input itself (1x8x8 -> 3 classes): its BN tap is the loaded, normalized
+    image, so `dfkd stats` of this model reads back what a dataset loader produced."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(1)
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.bn(x), 1))
 
 
 class BadOutput(nn.Module):
@@ -169,6 +182,9 @@ def main():
     open(os.path.join(OUT, "lying-images-idx3-ubyte"), "wb").write(bytes(lie))
     gz = open(os.path.join(OUT, "blobs-images-idx3-ubyte.gz"), "rb").read()
     open(os.path.join(OUT, "truncated-images-idx3-ubyte.gz"), "wb").write(gz[: len(gz) // 2])
+
+    torch.manual_seed(4)  # after every other fixture: they keep their values
+    save(torch.jit.script(InputBN().eval()), "input_bn.pt", meta)
 
     open(stamp, "w").write(VERSION)
     print(f"fixtures in {OUT}: tiny_bn train acc {acc:.3f}, tiny_nobn {acc_nobn:.3f}")

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { mnistRows } from "../src/splits.js";
 // @ts-expect-error: plain ESM helper without types
 import { pythonEnv } from "../scripts/libtorch.mjs";
 
@@ -11,6 +12,22 @@ export const FIX = path.join(ROOT, "test", "fixtures");
 export const fx = (name: string) => path.join(FIX, name);
 export const MNIST = process.env.DFKD_MNIST ?? path.resolve(ROOT, "..", "shared", "data", "mnist");
 export const HAS_MNIST = existsSync(path.join(MNIST, "t10k-images-idx3-ubyte.gz"));
+/**
+ * Real-data tests run when MNIST is present and are skipped (`it.skipIf(SKIP_MNIST)`) when it is
+ * not, unless DFKD_REQUIRE_DATA=1 (set by .ci/run): then they run and fail in `requireMnist()`,
+ * so that CI cannot pass with its accuracy tests skipped.
+ */
+export const REQUIRE_DATA = process.env.DFKD_REQUIRE_DATA === "1";
+export const SKIP_MNIST = !HAS_MNIST && !REQUIRE_DATA;
+export function requireMnist(): void {
+  if (!HAS_MNIST)
+    throw new Error(`MNIST not found: ${path.join(MNIST, "t10k-images-idx3-ubyte.gz")} is missing, and DFKD_REQUIRE_DATA=1 ` +
+      "forbids skipping the real-data tests. Point DFKD_MNIST at the folder with the t10k IDX files (or unset DFKD_REQUIRE_DATA to skip them).");
+}
+/** Tests pick configs and thresholds: they score on the validation rows (src/splits.ts), never on the report rows. */
+export const mnistVal = () => mnistRows(MNIST, "val");
+/** The rows the bundled teacher was trained on (classical's data, the stats file's data). */
+export const mnistTeacherRows = () => mnistRows(MNIST, "teacher");
 export const TEACHER = path.join(ROOT, "models", "mnist_lenet5.pt");
 export const CLI = path.join(ROOT, "dist", "cli.js");
 

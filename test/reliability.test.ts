@@ -196,27 +196,41 @@ describe("faults", () => {
   });
 
   it("a run cancelled between a round's synthesis and its training, or an adversarial one, resumes to the uncancelled run's student", async () => {
-    // Synthesis iterations take ~0.1 s (batch 8192): a cancel 20 ms after round 2's second of 3
-    // iterations is seen after the last one, before the round's first KD step, when its batch is
-    // already in the bank (resume used to synthesize that round again). On a busy machine it may
-    // land elsewhere: the test then checks another cancel point.
+    // Synthesis iterations take ~0.2 s (batch 16384). A cancel set 50 ms after round 2's second of 3
+    // iterations is reported (at once, it can beat the native thread to its next cancel check while
+    // the iteration's tensors are freed) is seen after the last one, before the round's first KD
+    // step, when its batch is already in the bank (resume used to synthesize that round again). The
+    // checkpoint's state says where the cancel landed: the target point must be hit (up to 3 tries,
+    // for a machine so busy that the event arrives late), and every cancel point must resume exactly.
     const inversion: DistillConfig = { teacher: fx("tiny_bn.pt"), student: "resnet8", method: "deepinversion", seed: 6, threads: 1,
-      synth: { rounds: 3, iterations: 3, batchSize: 8192, bankSize: 16384 }, train: { stepsPerRound: 4, batchSize: 8 }, output: { samples: false } };
+      synth: { rounds: 3, iterations: 3, batchSize: 16384, bankSize: 32768 }, train: { stepsPerRound: 4, batchSize: 8 }, output: { samples: false } };
     const adversarial: DistillConfig = { teacher: TEACHER, student: "lenet5_half", method: "adversarial", seed: 6, threads: 1, generator: { ngf: 8 },
       adversarial: { epochs: 2, itersPerEpoch: 3, batchSize: 16, studentSteps: 2 }, train: { batchSize: 16 }, output: { samples: false } };
+    type State = { round?: number; k?: number; haveBatch?: boolean };
     const cases = [
-      [inversion, (e: JobEvent) => e.type === "progress" && e.phase === "synthesize" && e.round === 2 && e.step === 2],
-      [adversarial, (e: JobEvent) => e.type === "phase" && e.phase === "train"],  // the generator is rebuilt on resume
+      // progress events are throttled to one per 0.1 s: if step 2 was not reported, step 3 (always reported) cancels in training
+      [inversion, (e: JobEvent) => e.type === "progress" && e.phase === "synthesize" && e.round === 2 && e.step >= 2,
+        (s: State) => s.round === 1 && s.k === 0 && s.haveBatch === true],
+      [adversarial, (e: JobEvent) => e.type === "phase" && e.phase === "train", () => true],  // the generator is rebuilt on resume
     ] as const;
-    for (const [cfg, when] of cases) {
-      const cut = tmp();
-      const ac = new AbortController();
-      const err = await rejectsWith(distill({ ...cfg, outDir: cut, signal: ac.signal }).on("event", (e) => { if (when(e)) setTimeout(() => ac.abort(), 20); }), "E_CANCELLED");
-      const resumed = await distill({ ...cfg, outDir: cut, resume: (err as { checkpoint?: string }).checkpoint });
+    for (const [cfg, when, target] of cases) {
       const clean = tmp();
       const full = await distill({ ...cfg, outDir: clean });
-      expect(studentOf(cut), cfg.method).toEqual(studentOf(clean));
-      expect(resumed.losses).toEqual(full.losses);
+      const landed: State[] = [];
+      for (let attempt = 0; attempt < 3 && !landed.some(target); attempt++) {
+        const cut = tmp();
+        const ac = new AbortController();
+        let state: State = {};
+        const err = await rejectsWith(distill({ ...cfg, outDir: cut, signal: ac.signal }).on("event", (e) => {
+          if (when(e)) setTimeout(() => ac.abort(), cfg.method === "deepinversion" ? 50 : 0);
+          if (e.type === "checkpoint") state = e.state as State;
+        }), "E_CANCELLED");
+        landed.push(state);
+        const resumed = await distill({ ...cfg, outDir: cut, resume: (err as { checkpoint?: string }).checkpoint });
+        expect(studentOf(cut), cfg.method).toEqual(studentOf(clean));
+        expect(resumed.losses).toEqual(full.losses);
+      }
+      expect(landed.some(target), `${cfg.method}: cancel points ${JSON.stringify(landed)}`).toBe(true);
     }
   });
 

@@ -1,8 +1,8 @@
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { distill, mnist, stats, type ProgressEvent } from "../src/index.js";
+import { distill, stats, type ProgressEvent } from "../src/index.js";
 import { native } from "../src/native.js";
-import { HAS_MNIST, MNIST, TEACHER, tmp } from "./helpers.js";
+import { SKIP_MNIST, requireMnist, mnistVal, mnistTeacherRows, TEACHER, tmp } from "./helpers.js";
 
 describe("spectral feature matching", () => {
   it("every loss (the FFT loss included) has the gradient finite differences give", async () => {
@@ -11,11 +11,12 @@ describe("spectral feature matching", () => {
     for (const [name, err] of Object.entries(r)) expect(err, name).toBeLessThan(1e-5);
   });
 
-  it.runIf(HAS_MNIST)("on the MNIST teacher: lowers the spectral distance >= 10x from noise, and its student beats a noise-distilled one by far", async () => {
+  it.skipIf(SKIP_MNIST)("on the MNIST teacher: lowers the spectral distance >= 10x from noise, and its student beats a noise-distilled one by far", async () => {
+    requireMnist();
     const dir = tmp();
     const file = path.join(dir, "mnist.stats.safetensors");
-    await stats({ teacher: TEACHER, data: mnist(MNIST, { end: 7000 }), output: file });
-    const test = mnist(MNIST, { start: 7000 });
+    await stats({ teacher: TEACHER, data: mnistTeacherRows(), output: file });
+    const test = mnistVal();
     const common = { teacher: TEACHER, test, seed: 1, synth: { rounds: 8, batchSize: 256, iterations: 150 }, train: { stepsPerRound: 60 } };
     const spec: number[] = [];
     const r = await distill({ ...common, method: "spectral", stats: file, outDir: path.join(dir, "spectral") })

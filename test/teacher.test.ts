@@ -1,6 +1,9 @@
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { info, runtime, zoo } from "../src/index.js";
-import { fx, rejectsWith, TEACHER } from "./helpers.js";
+import { fx, rejectsWith, ROOT, TEACHER } from "./helpers.js";
 
 describe("addon and teacher introspection", () => {
   it("loads the addon built against libtorch 2.x without LD_LIBRARY_PATH", () => {
@@ -8,6 +11,17 @@ describe("addon and teacher introspection", () => {
     expect(r.torch).toMatch(/^2\.\d+/);
     expect(typeof r.cuda).toBe("boolean");
     expect(zoo()).toEqual(expect.arrayContaining(["lenet5", "lenet5_half", "resnet18"]));
+    // This process may have inherited LD_LIBRARY_PATH (a shell that points at libtorch): load the
+    // addon again in a child without it (nor LD_PRELOAD), so only the addon's rpath can find libtorch.
+    const env = { ...process.env };
+    delete env.LD_LIBRARY_PATH;
+    delete env.LD_PRELOAD;
+    const child = spawnSync(process.execPath, ["--input-type=module", "-e",
+      `import { runtime, zoo } from ${JSON.stringify(pathToFileURL(path.join(ROOT, "dist", "index.js")).href)};
+       const r = runtime(); console.log(JSON.stringify({ torch: r.torch, zoo: zoo().length, ld: process.env.LD_LIBRARY_PATH ?? null }));`],
+      { env, encoding: "utf8", timeout: 60_000 });
+    expect(child.status, child.stderr).toBe(0);
+    expect(JSON.parse(child.stdout)).toEqual({ torch: r.torch, zoo: zoo().length, ld: null });
   });
 
   it("reports classes, BN taps and parameters of the bundled teacher", async () => {
