@@ -47,7 +47,7 @@ export LIBTORCH
 say "libtorch: $LIBTORCH"
 
 # 3-4. Build and load
-"$NODE" scripts/install.mjs --force 2>&1 | tee "$OUT/build.log" | grep -E "^dfkd:|error" || true
+"$NODE" scripts/install.mjs 2>&1 | tee "$OUT/build.log" | grep -E "^dfkd:|error" || true
 [ -f build/Release/dfkd.node ] || { say "the build failed: $OUT/build.log"; exit 1; }
 "$NODE" node_modules/typescript/bin/tsc -p tsconfig.json
 "$NODE" scripts/python.mjs scripts/make_fixtures.py >/dev/null
