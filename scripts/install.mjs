@@ -70,7 +70,7 @@ try {
   }
   console.log(`dfkd: building the addon from source against ${what} (a few minutes; npm shows this output with --foreground-scripts)`);
   // "build" configures when needed and recompiles only what changed; --force starts clean.
-  cmakeJs([force ? "rebuild" : "build"], torch.torchDir);
+  cmakeJs([force ? "rebuild" : "build"], torch);
   // A dependency keeps the addon, not the build tree (objects and a precompiled header: ~700 MB).
   if (asDependency && !asNodeGyp) {
     for (const entry of readdirSync(path.join(ROOT, "build"))) {

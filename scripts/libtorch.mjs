@@ -9,7 +9,7 @@
 // and `.libtorch/lib` is a symbolic link, made at install time, to the lib folder of the
 // libtorch chosen here. A prebuilt addon and a source build load the same way.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -137,13 +137,42 @@ export function pythonEnv() {
   return env;
 }
 
+/**
+ * CMake definitions for a CUDA torch from pip (torch==2.14.1 with its nvidia-* wheels): Torch's
+ * CMake files look for a CUDA toolkit (FindCUDA: find_library(cudart) under the toolkit root),
+ * and the wheels ship its headers and libraries under site-packages/nvidia/cu13 with versioned
+ * names only (libcudart.so.13). So a toolkit root is laid out in .libtorch/cuda: include/ links
+ * to the wheel's, lib/ links to each of its libraries plus the unversioned names. No nvcc is
+ * needed, and the user's site-packages is not written to. Empty for a CPU torch, or where a
+ * CUDA toolkit is given (CUDA_HOME, CUDAToolkit_ROOT).
+ */
+export function cudaDefines(torch) {
+  if (!torch.cuda || process.env.CUDA_HOME || process.env.CUDAToolkit_ROOT) return [];
+  const cu = ["cu13", "cu12"].map((v) => path.resolve(torch.libDir, "..", "..", "nvidia", v)).find((d) => existsSync(path.join(d, "include")));
+  if (!cu) return [];
+  const root = path.join(LOCAL_DIR, "cuda");
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(path.join(root, "lib"), { recursive: true });
+  symlinkSync(path.join(cu, "include"), path.join(root, "include"));
+  for (const f of readdirSync(path.join(cu, "lib"))) {
+    symlinkSync(path.join(cu, "lib", f), path.join(root, "lib", f));
+    const m = /^(lib[\w-]+)\.so\.\d+$/.exec(f);  // libcudart.so.13 -> libcudart.so
+    if (m && !existsSync(path.join(root, "lib", `${m[1]}.so`))) symlinkSync(path.join(cu, "lib", f), path.join(root, "lib", `${m[1]}.so`));
+  }
+  // dfkd compiles no CUDA kernels: name the architectures instead of letting Torch's CMake
+  // compile and run a probe program to detect the GPUs (which needs nvcc, and a GPU).
+  const arch = process.env.TORCH_CUDA_ARCH_LIST || "8.0;9.0";
+  return [`--CDCUDA_TOOLKIT_ROOT_DIR=${root}`, `--CDCUDAToolkit_ROOT=${root}`, `--CDCUDA_INCLUDE_DIRS=${path.join(root, "include")}`,
+    `--CDTORCH_CUDA_ARCH_LIST=${arch}`];
+}
+
 /** Runs cmake-js, found by module resolution (npm hoists it; pnpm and yarn lay it out their own way). */
-export function cmakeJs(args, torchDir) {
+export function cmakeJs(args, torch) {
   const require = createRequire(import.meta.url);
   const pkg = require.resolve("cmake-js/package.json");
   const bin = path.join(path.dirname(pkg), JSON.parse(readFileSync(pkg, "utf8")).bin["cmake-js"]);
   const jobs = process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(Math.max(1, (globalThis.navigator?.hardwareConcurrency) || 2));
-  execFileSync(process.execPath, [bin, ...args, `--CDTorch_DIR=${torchDir}`, "--parallel", jobs], {
+  execFileSync(process.execPath, [bin, ...args, `--CDTorch_DIR=${torch.torchDir}`, ...cudaDefines(torch), "--parallel", jobs], {
     cwd: ROOT, stdio: "inherit",
   });
 }
