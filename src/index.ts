@@ -5,14 +5,13 @@ import { z } from "zod";
 import { datasetSchema, defaultDevice, distillSchema, nativeDistillConfig, parse, type DistillConfig, type DatasetSpec } from "./config.js";
 import { DfkdError } from "./errors.js";
 import { Job } from "./job.js";
-import { native, PACKAGE_ROOT } from "./native.js";
+import { native, PACKAGE_ROOT, type DistillDefaults } from "./native.js";
 
 export { DfkdError } from "./errors.js";
 export { Job } from "./job.js";
 export type { JobEvent, ProgressEvent, PhaseEvent, LogEvent, EvalEvent, CheckpointEvent, Phase } from "./job.js";
-export { METHODS, TRAIN_DEFAULTS } from "./config.js";
 export type { DistillConfig, DatasetSpec, Method } from "./config.js";
-export type { CpuCacheStats } from "./native.js";
+export type { CpuCacheStats, DistillDefaults } from "./native.js";
 
 export interface Accuracy {
   samples: number;
@@ -39,6 +38,14 @@ export interface DistillReport {
   losses: { student: Record<string, number>; synthesis: Record<string, number> };
   /** Where this report was written. */
   report: string;
+  /** The effective config: every default filled in by the core (datasets from memory abridged). */
+  config: Record<string, unknown>;
+  /** Provenance: the dfkd version, the git commit the addon was built from (when known), the
+   * date (ISO 8601, UTC) and libtorch's thread count. */
+  dfkd?: string;
+  commit?: string;
+  date: string;
+  threads: number;
 }
 
 export interface TeacherInfo {
@@ -66,6 +73,14 @@ export function zoo(): string[] {
   return native().zoo();
 }
 
+/**
+ * Every default of a distill config, from the core (the one place they are set): the top-level
+ * ones and, per method of the registry, the sections it reads (train, synth, generator, adversarial).
+ */
+export function defaults(): DistillDefaults {
+  return native().defaults();
+}
+
 /** libtorch version and CUDA availability of the loaded addon. */
 export function runtime() {
   return native().runtime();
@@ -80,7 +95,7 @@ export function distill(config: DistillConfig): Job<DistillReport> {
   let nat: ReturnType<typeof nativeDistillConfig>;
   try {
     cfg = parse(distillSchema, config, "distill config");
-    nat = nativeDistillConfig(cfg, zoo());
+    nat = nativeDistillConfig(cfg);
   } catch (e) {
     return failed(e);
   }

@@ -9,29 +9,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { weights } from "../weights.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const dfkd = await import(path.join(ROOT, process.env.DFKD_DIST ?? "dist", "index.js"));
 const MNIST = process.env.DFKD_MNIST ?? path.resolve(ROOT, "..", "shared", "data", "mnist");
 const TEACHER = path.join(ROOT, "models", "mnist_lenet5.pt");
 
-/** Same as test/helpers.ts weights(): the tensor payload of a TorchScript zip. */
-export function weights(zip) {
-  const end = zip.lastIndexOf("PK\x05\x06");
-  const count = zip.readUInt16LE(end + 10);
-  let p = zip.readUInt32LE(end + 16);
-  const out = [];
-  for (let k = 0; k < count; k++) {
-    const size = zip.readUInt32LE(p + 20), nameLen = zip.readUInt16LE(p + 28), extra = zip.readUInt16LE(p + 30), comment = zip.readUInt16LE(p + 32);
-    const local = zip.readUInt32LE(p + 42);
-    const name = zip.subarray(p + 46, p + 46 + nameLen).toString();
-    p += 46 + nameLen + extra + comment;
-    if (!/\/data\/\d+$/.test(name)) continue;
-    const data = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
-    out.push(name.replace(/^.*\/data/, "data") + ":" + zip.subarray(data, data + size).toString("base64"));
-  }
-  return out.sort();
-}
 const hash = (file) => createHash("sha256").update(weights(readFileSync(file)).join("\n")).digest("hex");
 
 const mnist = (start, end) => dfkd.mnist(MNIST, { start, end });
