@@ -24,10 +24,10 @@ using namespace dfkd;
 namespace {
 
 int failures = 0, checks = 0;
-#define CHECK(cond)                                                                          \
+#define EXPECT(cond)                                                                          \
   do {                                                                                       \
     ++checks;                                                                                \
-    if (!(cond)) { ++failures; std::cerr << __FILE__ << ":" << __LINE__ << ": CHECK(" #cond ") failed\n"; } \
+    if (!(cond)) { ++failures; std::cerr << __FILE__ << ":" << __LINE__ << ": EXPECT(" #cond ") failed\n"; } \
   } while (0)
 
 template <class F>
@@ -89,7 +89,7 @@ void test_gradients() {
   for (auto& [name, c] : cases) {
     double e = grad_error(c.first, c.second, gen);
     std::cout << "  gradient " << name << ": " << e << "\n";
-    CHECK(e < 1e-5);
+    EXPECT(e < 1e-5);
   }
   // Terms compose in order, with their weights; a term returning an undefined tensor is skipped.
   Tapped t{t_logits, {}};
@@ -99,29 +99,29 @@ void test_gradients() {
                                   {"skip", 5.0, [&](const losses::TermInput&) { return torch::Tensor(); }},
                                   {"b", -1.0, [&](const losses::TermInput&) { return torch::full({}, 3.0, torch::kDouble); }}};
   auto total = losses::compose(terms, losses::TermInput{logits, y, t, nullptr}, logits, parts, "total");
-  CHECK(total.item<double>() == -1.0 && parts["a"] == 1.0 && parts["b"] == 3.0 && !parts.count("skip") && parts["total"] == -1.0);
+  EXPECT(total.item<double>() == -1.0 && parts["a"] == 1.0 && parts["b"] == 3.0 && !parts.count("skip") && parts["total"] == -1.0);
 }
 
 void test_bank() {
   Bank bank(5);
   bank.add(torch::arange(3, torch::kFloat).view({3, 1}));
-  CHECK(bank.size() == 3);
+  EXPECT(bank.size() == 3);
   bank.add(torch::arange(3, 7, torch::kFloat).view({4, 1}));  // wraps: 5, 6 overwrite 0, 1
-  CHECK(bank.size() == 5);
-  CHECK(torch::equal(bank.all().view(-1), torch::tensor({5.f, 6.f, 2.f, 3.f, 4.f})));
+  EXPECT(bank.size() == 5);
+  EXPECT(torch::equal(bank.all().view(-1), torch::tensor({5.f, 6.f, 2.f, 3.f, 4.f})));
   Bank newest(0);  // capacity 0: only the newest batch
   newest.add(torch::ones({2, 1}));
   newest.add(torch::zeros({3, 1}));
-  CHECK(newest.size() == 3 && newest.all().sum().item<double>() == 0);
+  EXPECT(newest.size() == 3 && newest.all().sum().item<double>() == 0);
 }
 
 void test_schedule() {
-  CHECK(scheduled_lr(Schedule::cosine, 1.0, 0, 10, 0) == 1.0);
-  CHECK(std::abs(scheduled_lr(Schedule::cosine, 1.0, 5, 10, 0) - 0.5) < 1e-12);
-  CHECK(scheduled_lr(Schedule::cosine, 1.0, 20, 10, 0) == 0.0);  // clamped past the end
-  CHECK(scheduled_lr(Schedule::cosine, 2.0, 1, 10, 4) == 1.0);  // warm-up: 2 * 2 / 4
-  CHECK(scheduled_lr(Schedule::none, 0.3, 7, 10, 0) == 0.3);
-  CHECK(std::abs(scheduled_lr(Schedule::step, 1.0, 6, 10, 0, {3, 6}, 0.1) - 0.01) < 1e-15);
+  EXPECT(scheduled_lr(Schedule::cosine, 1.0, 0, 10, 0) == 1.0);
+  EXPECT(std::abs(scheduled_lr(Schedule::cosine, 1.0, 5, 10, 0) - 0.5) < 1e-12);
+  EXPECT(scheduled_lr(Schedule::cosine, 1.0, 20, 10, 0) == 0.0);  // clamped past the end
+  EXPECT(scheduled_lr(Schedule::cosine, 2.0, 1, 10, 4) == 1.0);  // warm-up: 2 * 2 / 4
+  EXPECT(scheduled_lr(Schedule::none, 0.3, 7, 10, 0) == 0.3);
+  EXPECT(std::abs(scheduled_lr(Schedule::step, 1.0, 6, 10, 0, {3, 6}, 0.1) - 0.01) < 1e-15);
 }
 
 void test_safetensors_and_dtypes() {
@@ -137,36 +137,36 @@ void test_safetensors_and_dtypes() {
   std::map<std::string, std::string> md;
   auto back = read_safetensors(path, &md, "E_NOT_FOUND", "E_INVALID");
   std::map<std::string, torch::Tensor> by(back.begin(), back.end());
-  CHECK(md["k"] == "v");
-  CHECK(torch::equal(by["f"], f) && torch::equal(by["l"], l) && torch::equal(by["u"], u) && torch::equal(by["d"], d));
-  CHECK(by["e"].sizes() == e.sizes());
-  CHECK(error_of([&] { read_safetensors((dir / "none").string(), nullptr, "E_NOT_FOUND", "E_INVALID"); }).rfind("E_NOT_FOUND", 0) == 0);
+  EXPECT(md["k"] == "v");
+  EXPECT(torch::equal(by["f"], f) && torch::equal(by["l"], l) && torch::equal(by["u"], u) && torch::equal(by["d"], d));
+  EXPECT(by["e"].sizes() == e.sizes());
+  EXPECT(error_of([&] { read_safetensors((dir / "none").string(), nullptr, "E_NOT_FOUND", "E_INVALID"); }).rfind("E_NOT_FOUND", 0) == 0);
   std::filesystem::remove_all(dir);
   // one dtype table
-  CHECK(dtype_by_npy("<f4")->type == torch::kFloat && dtype_by_npy("=f8")->type == torch::kDouble && dtype_by_npy("u1")->item == 1);
-  CHECK(!dtype_by_npy(">f4") && dtype_by_name("int64")->safetensors == std::string("I64") && !dtype_by_safetensors("BF16"));
+  EXPECT(dtype_by_npy("<f4")->type == torch::kFloat && dtype_by_npy("=f8")->type == torch::kDouble && dtype_by_npy("u1")->item == 1);
+  EXPECT(!dtype_by_npy(">f4") && dtype_by_name("int64")->safetensors == std::string("I64") && !dtype_by_safetensors("BF16"));
   // one overflow guard
-  CHECK(checked_count({2, 3, 4}) == uint64_t(24) && !checked_count({-1}) && !checked_count({1 << 30, 1 << 30, 1 << 30}));
-  CHECK(checked_count({}) == uint64_t(1) && checked_count({0, int64_t(1) << 62}) == uint64_t(0));
+  EXPECT(checked_count({2, 3, 4}) == uint64_t(24) && !checked_count({-1}) && !checked_count({1 << 30, 1 << 30, 1 << 30}));
+  EXPECT(checked_count({}) == uint64_t(1) && checked_count({0, int64_t(1) << 62}) == uint64_t(0));
 }
 
 void test_config() {
   Json j = Json::parse(R"({"teacher": "t.pt", "method": "classical", "train": {"lr": 0.5}})");
   auto c = parse_distill(j);
-  CHECK(c.recipe.train.lr == 0.5 && c.recipe.train.steps == 2000 && c.recipe.train.temperature == 4.0);
-  CHECK(c.output.student == "dfkd-out/student.pt");
+  EXPECT(c.recipe.train.lr == 0.5 && c.recipe.train.steps == 2000 && c.recipe.train.temperature == 4.0);
+  EXPECT(c.output.student == "dfkd-out/student.pt");
   auto di = parse_distill(Json::parse(R"({"teacher": "t.pt", "synth": {"rounds": 3}, "outDir": null})"));
-  CHECK(di.method == "deepinversion" && di.recipe.synth.bn == 10.0 && di.recipe.train.temperature == 20.0);
-  CHECK(di.recipe.synth.bank_size == 3 * 256);
-  CHECK(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "train": {"lrr": 1}})")); }) ==
+  EXPECT(di.method == "deepinversion" && di.recipe.synth.bn == 10.0 && di.recipe.train.temperature == 20.0);
+  EXPECT(di.recipe.synth.bank_size == 3 * 256);
+  EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "train": {"lrr": 1}})")); }) ==
         "E_CONFIG: unknown config key 'train.lrr'");
-  CHECK(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "bogus": 1})")); }) == "E_CONFIG: unknown config key 'bogus'");
-  CHECK(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "method": "nope"})")).method; }).find("unknown method 'nope'") != std::string::npos);
-  CHECK(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "train": {"loss": "l2"}})")); }).find("train.loss") != std::string::npos);
+  EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "bogus": 1})")); }) == "E_CONFIG: unknown config key 'bogus'");
+  EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "method": "nope"})")).method; }).find("unknown method 'nope'") != std::string::npos);
+  EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "train": {"loss": "l2"}})")); }).find("train.loss") != std::string::npos);
   auto d = distill_defaults();
-  CHECK(d.get("methods").get("adversarial").get("generator").num("lr", 0) == 1e-3);
-  CHECK(!d.get("methods").get("classical").has("synth"));
-  CHECK(d.get("methods").get("noise").get("synth").integer("batchSize", 0) == 64);
+  EXPECT(d.get("methods").get("adversarial").get("generator").num("lr", 0) == 1e-3);
+  EXPECT(!d.get("methods").get("classical").has("synth"));
+  EXPECT(d.get("methods").get("noise").get("synth").integer("batchSize", 0) == 64);
 }
 
 void test_taps() {
@@ -176,21 +176,21 @@ void test_taps() {
     return;
   }
   Teacher a(scripted, torch::kCPU), b(traced, torch::kCPU);
-  CHECK(a.taps().size() == b.taps().size() && !a.bn_taps().empty());
+  EXPECT(a.taps().size() == b.taps().size() && !a.bn_taps().empty());
   for (size_t i = 0; i < std::min(a.taps().size(), b.taps().size()); ++i)
-    CHECK(a.taps()[i].name == b.taps()[i].name && a.taps()[i].kind == b.taps()[i].kind);
+    EXPECT(a.taps()[i].name == b.taps()[i].name && a.taps()[i].kind == b.taps()[i].kind);
   auto shape = a.input_shape();
   std::vector<int64_t> full{4};
   full.insert(full.end(), shape.begin(), shape.end());
   auto x = torch::randn(full);
   auto ta = a.forward_tapped(x), tb = b.forward_tapped(x);
-  CHECK(torch::allclose(ta.logits, tb.logits));
-  for (size_t i = 0; i < std::min(ta.acts.size(), tb.acts.size()); ++i) CHECK(torch::allclose(ta.acts[i], tb.acts[i]));
+  EXPECT(torch::allclose(ta.logits, tb.logits));
+  for (size_t i = 0; i < std::min(ta.acts.size(), tb.acts.size()); ++i) EXPECT(torch::allclose(ta.acts[i], tb.acts[i]));
   // gradients reach the input through the tapped graph
   auto xg = x.clone().requires_grad_(true);
   auto out = a.forward_tapped(xg);
   out.acts[a.bn_taps()[0]].pow(2).mean().backward();
-  CHECK(xg.grad().defined() && xg.grad().abs().sum().item<double>() > 0);
+  EXPECT(xg.grad().defined() && xg.grad().abs().sum().item<double>() > 0);
 }
 
 }  // namespace
