@@ -294,24 +294,25 @@ async function accuracy(dfkd, o) {
 
 // ---- speed ------------------------------------------------------------------------------------
 
-const DI_SYNTH = { lr: 0.25, betas: [0.5, 0.9], lrSchedule: "cosine", jitter: 2, flip: true, ce: 1, bn: 0.01,
-  firstBnMultiplier: 10, tvL1: 0, tvL2: 1e-4, l2: 1e-5 };
-const SPECTRAL_SYNTH = { lr: 0.25, betas: [0.5, 0.9], lrSchedule: "cosine", jitter: 2, flip: true, ce: 1, bn: 0,
-  spectral: 1, spectrum: "amplitude", tvL1: 0, tvL2: 1e-4, l2: 1e-5 };
+// The speed rows' synthesis: each method's recipe (from the addon: both sides get every key) with
+// ImageNet's BN weight for deepinversion and a unit spectral weight.
+const DI_SYNTH = { bn: 0.01 };
+const SPECTRAL_SYNTH = { spectral: 1 };
 const GENERATOR = { nz: 100, ngf: 64, optimizer: "adam", lr: 1e-3, schedule: "none", loss: "l1", adversarial: 1 };
 
 function speedKinds(dfkd) {
+  const recipe = dfkd.defaults().methods;  // the student side of each method's recipe (native/core/methods)
   const adversarial = { unit: "iterations/s (5 student steps + 1 generator step)",
-    cfg: { train: dfkd.TRAIN_DEFAULTS.adversarial, adversarial: { studentSteps: 5 }, generator: GENERATOR } };
+    cfg: { train: recipe.adversarial.train, adversarial: { studentSteps: 5 }, generator: GENERATOR } };
   return {
-    deepinversion: { unit: "synthesis iterations/s", cfg: { synth: DI_SYNTH } },
-    spectral: { unit: "synthesis iterations/s", stats: true, cfg: { synth: SPECTRAL_SYNTH } },
+    deepinversion: { unit: "synthesis iterations/s", cfg: { synth: { ...recipe.deepinversion.synth, ...DI_SYNTH } } },
+    spectral: { unit: "synthesis iterations/s", stats: true, cfg: { synth: { ...recipe.spectral.synth, ...SPECTRAL_SYNTH } } },
     adversarial,
     // DAFL's terms (weights of DAFL_train.py) and DeepInversion's BN term in the generator loss: the
     // eager reference computes each of them, so their values are cross-checked term by term.
     dafl: { ...adversarial, engine: "adversarial",
       cfg: { ...adversarial.cfg, generator: { ...GENERATOR, onehot: 1, activation: 0.1, entropy: 5, bn: 1 } } },
-    classical: { unit: "KD steps/s", cfg: { train: { ...dfkd.TRAIN_DEFAULTS.classical, cropPadding: 0, flip: false } } },
+    classical: { unit: "KD steps/s", cfg: { train: { ...recipe.classical.train, cropPadding: 0, flip: false } } },
   };
 }
 

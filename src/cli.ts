@@ -3,7 +3,7 @@
 import { Command, CommanderError, Option } from "commander";
 import cliProgress from "cli-progress";
 import { readFileSync } from "node:fs";
-import { DfkdError, METHODS, distill, evaluate, info, stats, zoo, type DistillConfig, type DatasetSpec, type Job, type JobEvent } from "./index.js";
+import { DfkdError, defaults, distill, evaluate, info, stats, zoo, type DistillConfig, type DatasetSpec, type Job, type JobEvent } from "./index.js";
 import { mainJob, mnistSplit, hasMnist, mnistDir } from "./presets.js";
 
 const EXIT = { ok: 0, error: 1, usage: 2, cancelled: 130 } as const;
@@ -20,6 +20,16 @@ const int = (v: string) => {
 };
 const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
 const nums = (v: string) => list(v).map(num);
+/** --method, its choices the addon's registry (none to offer when the addon does not load). */
+function methodOption(): Option {
+  const o = new Option("-m, --method <method>", "distillation method");
+  try {
+    return o.choices(Object.keys(defaults().methods));
+  } catch {
+    return o;
+  }
+}
+
 function range(v: string): { start?: number; end?: number } {
   const m = /^(-?\d*):(-?\d*)$/.exec(v);
   if (!m) throw new DfkdError("E_CONFIG", `a range is START:END (either may be empty), got ${v}`);
@@ -90,7 +100,7 @@ program.command("distill").description("distill a teacher into a smaller student
   .argument("[teacher]", "TorchScript teacher file")
   .option("--default", "the main job: the bundled MNIST LeNet-5 teacher -> LeNet-5-half by DeepInversion, scored on the MNIST report split (rows 8500:10000)")
   .option("-s, --student <model|file>", `student: a built-in model (${"lenet5, lenet5_half, resnet8, resnet20, resnet18"}) or a TorchScript file`)
-  .addOption(new Option("-m, --method <method>", "distillation method").choices([...METHODS]))
+  .addOption(methodOption())
   .option("--data <images>", "training data (classical): IDX(.gz) or .npy images").option("--labels <file>", "training labels")
   .option("--data-range <a:b>", "rows of the training data")
   .option("--test <images>", "labeled test images for the report").option("--test-labels <file>", "test labels")

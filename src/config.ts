@@ -1,12 +1,14 @@
-// Typed configuration with defaults and validation. Published-recipe defaults live in the C++
-// synthesizers (each with its source); the values here are the façade's own and per-method
-// student-training defaults.
+// Typed configuration and its validation (types and ranges). Every default lives in the C++ core
+// (native/core/config.h and each method's recipe, native/core/methods/), which also checks the
+// method name and reports unknown keys; `defaults()` (index.ts) reads them from the addon.
+import { readFileSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { DfkdError } from "./errors.js";
 
-export const METHODS = ["classical", "statistical", "spectral", "deepinversion", "adversarial", "noise"] as const;
-export type Method = (typeof METHODS)[number];
+/** The built-in methods (the addon's registry may hold more: `Object.keys(defaults().methods)`). */
+export type Method = "classical" | "statistical" | "spectral" | "deepinversion" | "adversarial" | "noise" | (string & {});
 
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -138,7 +140,8 @@ export const distillSchema = z.strictObject({
   teacher: z.string().min(1),
   /** A built-in model name (see zoo()) or a TorchScript file. Default: lenet5_half. */
   student: z.string().min(1).optional(),
-  method: z.enum(METHODS).optional(),
+  /** A method of the registry (native/core/methods); the core refuses an unknown one. */
+  method: z.custom<Method>((v) => typeof v === "string" && v.length > 0, { message: "expected a method name" }).optional(),
   device: z.string().regex(/^(cpu|cuda|auto|cuda:\d+)$/, "device must be cpu, cuda, cuda:N or auto").optional(),
   seed: nonNegInt.optional(),
   threads: positiveInt.optional(),
@@ -189,54 +192,32 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, what: stri
   return r.data;
 }
 
-/** Student-training defaults per method (the synthesis defaults are in native/core/synth). */
-export const TRAIN_DEFAULTS: Record<Method, z.infer<typeof trainSchema>> = {
-  // Hinton et al.: KL at tau = 4; SGD with cosine decay, a common CIFAR/MNIST KD recipe.
-  classical: { steps: 2000, batchSize: 128, optimizer: "sgd", lr: 0.05, momentum: 0.9, weightDecay: 5e-4, schedule: "cosine", temperature: 4, ceWeight: 0, loss: "kl", cropPadding: 2, flip: false },
-  // The `datafree` library (CMI / Fast-Datafree): SGD 0.1, momentum 0.9, wd 1e-4, KD steps
-  // after each synthesized batch from a bank that keeps every image, T = 20.
-  deepinversion: { stepsPerRound: 100, batchSize: 256, optimizer: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 1e-4, schedule: "cosine", temperature: 20, loss: "kl", cropPadding: 2, flip: false },
-  statistical: { stepsPerRound: 100, batchSize: 256, optimizer: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 1e-4, schedule: "cosine", temperature: 20, loss: "kl", cropPadding: 2, flip: false },
-  spectral: { stepsPerRound: 100, batchSize: 256, optimizer: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 1e-4, schedule: "cosine", temperature: 20, loss: "kl", cropPadding: 2, flip: false },
-  // Baseline: the same KD loop on unoptimized Gaussian noise.
-  noise: { stepsPerRound: 100, batchSize: 256, optimizer: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 1e-4, schedule: "cosine", temperature: 20, loss: "kl", cropPadding: 2, flip: false },
-  // DFAD_mnist.py: student SGD lr 0.01, momentum 0.9, wd 1e-4, batch 512, L1 on logits.
-  adversarial: { batchSize: 512, optimizer: "sgd", lr: 0.01, momentum: 0.9, weightDecay: 1e-4, schedule: "none", temperature: 1, loss: "l1", cropPadding: 0, flip: false },
-};
-
 /** The device when a config names none: $DFKD_DEVICE, else "cpu". */
 export function defaultDevice(): string {
   return process.env.DFKD_DEVICE || "cpu";
 }
 
-/** The config the native job reads (all defaults applied). */
-export function nativeDistillConfig(cfg: z.output<typeof distillSchema>, zoo: string[]) {
-  const method: Method = cfg.method ?? "deepinversion";
-  if ((method === "classical") && !cfg.data)
-    throw new DfkdError("E_CONFIG", "invalid config: method 'classical' needs data (a labeled or unlabeled dataset)");
-  const outDir = cfg.outDir ?? "dfkd-out";
-  const studentName = cfg.student ?? "lenet5_half";
-  const student = zoo.includes(studentName) ? { model: studentName } : { path: studentName };
-  const output = {
-    dir: outDir,
-    student: cfg.output?.student ?? path.join(outDir, "student.pt"),
-    report: cfg.output?.report ?? path.join(outDir, "report.json"),
-    checkpoint: cfg.output?.checkpoint ?? path.join(outDir, "checkpoint.dfkd"),
-    generator: cfg.output?.generator ?? path.join(outDir, "generator.pt"),
-    samples: cfg.output?.samples ?? true,
-    samplesPrefix: path.join(outDir, "samples"),
-  };
-  const { signal: _signal, outDir: _o, output: _out, student: _s, ...rest } = cfg;
+let version: string | undefined;
+/** This package's version (package.json), recorded in reports. */
+export function packageVersion(root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")): string {
+  if (version === undefined) {
+    try { version = String(JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).version); } catch { version = ""; }
+  }
+  return version;
+}
+
+/**
+ * The config the native job reads: the validated config as given (the core fills in every
+ * default, once), with the output folder and device resolved by the façade's own rules
+ * (outDir; $DFKD_DEVICE) and the package version for the report.
+ */
+export function nativeDistillConfig(cfg: z.output<typeof distillSchema>) {
+  const { signal: _signal, outDir, output, ...rest } = cfg;
+  const out = { ...output, ...(outDir !== undefined ? { dir: outDir } : {}) };
   return {
     ...rest,
-    method,
     device: cfg.device ?? defaultDevice(),
-    seed: cfg.seed ?? 0,
-    student,
-    output,
-    train: { ...TRAIN_DEFAULTS[method], ...cfg.train },
-    synth: cfg.synth ?? {},
-    generator: cfg.generator ?? {},
-    adversarial: cfg.adversarial ?? {},
+    ...(Object.keys(out).length ? { output: out } : {}),
+    version: packageVersion(),
   };
 }

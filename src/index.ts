@@ -9,14 +9,13 @@ import {
 } from "./config.js";
 import { DfkdError, type ErrorCode } from "./errors.js";
 import { Job } from "./job.js";
-import { native, PACKAGE_ROOT, type RuntimeInfo } from "./native.js";
+import { native, PACKAGE_ROOT, type DistillDefaults, type RuntimeInfo } from "./native.js";
 
 export { DfkdError, ERROR_CODES } from "./errors.js";
 export type { ErrorCode } from "./errors.js";
 export type { Job, JobEvent, ProgressEvent, PhaseEvent, LogEvent, EvalEvent, CheckpointEvent, Phase } from "./job.js";
-export { METHODS, TRAIN_DEFAULTS } from "./config.js";
 export type { DistillConfig, DatasetSpec, Method } from "./config.js";
-export type { CpuCacheStats, RuntimeInfo } from "./native.js";
+export type { CpuCacheStats, DistillDefaults, RuntimeInfo } from "./native.js";
 /** `train` of a DistillConfig: the student's optimizer, schedule, KD loss and augmentation. */
 export type TrainOptions = z.input<typeof trainSchema>;
 /** `synth` of a DistillConfig: input synthesis (statistical, spectral, deepinversion). */
@@ -51,6 +50,14 @@ export interface DistillReport {
   losses: { student: Record<string, number>; synthesis: Record<string, number> };
   /** Where this report was written. */
   report: string;
+  /** The effective config: every default filled in by the core (datasets from memory abridged). */
+  config: Record<string, unknown>;
+  /** Provenance: the dfkd version, the git commit the addon was built from (when known), the
+   * date (ISO 8601, UTC) and libtorch's thread count. */
+  dfkd?: string;
+  commit?: string;
+  date: string;
+  threads: number;
 }
 
 export interface TeacherInfo {
@@ -91,6 +98,14 @@ export function zoo(): string[] {
   return native().zoo();
 }
 
+/**
+ * Every default of a distill config, from the core (the one place they are set): the top-level
+ * ones and, per method of the registry, the sections it reads (train, synth, generator, adversarial).
+ */
+export function defaults(): DistillDefaults {
+  return native().defaults();
+}
+
 /** libtorch version and CUDA availability of the loaded addon. */
 export function runtime(): RuntimeInfo {
   return native().runtime();
@@ -112,7 +127,7 @@ export function distill(config: DistillConfig): Job<DistillReport> {
     requireFile("resume", cfg.resume, "E_CHECKPOINT");
     requireDataset("data", cfg.data);
     requireDataset("test", cfg.test);
-    nat = nativeDistillConfig(cfg, models);
+    nat = nativeDistillConfig(cfg);
   } catch (e) {
     return failed(e);
   }

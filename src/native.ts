@@ -32,9 +32,22 @@ export interface RuntimeInfo {
   threads: number;
   cpuCache: CpuCacheStats;
 }
+/** Every default of a distill config (native/core: config.h and each method's recipe). */
+export interface DistillDefaults {
+  method: string;
+  student: string;
+  device: string;
+  seed: number;
+  outDir: string;
+  evalEvery: number;
+  checkpointEvery: number;
+  /** Per method: the config sections it reads, fully defaulted. */
+  methods: Record<string, { train: Record<string, unknown>; synth?: Record<string, unknown>; generator?: Record<string, unknown>; adversarial?: Record<string, unknown> }>;
+}
 export interface NativeAddon {
   runJob(kind: string, config: unknown, onEvent: (e: unknown) => void): NativeJobHandle;
   zoo(): string[];
+  defaults(): DistillDefaults;
   runtime(): RuntimeInfo;
   /** Cancels this thread's running jobs and waits for their native threads. */
   stopAll(): void;

@@ -204,6 +204,9 @@ Napi::Value Zoo(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// Every default of a distill config, from the core: the façade keeps no copy.
+Napi::Value Defaults(const Napi::CallbackInfo& info) { return to_js(info.Env(), dfkd::distill_defaults()); }
+
 Napi::Value Runtime(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(info.Env());
   o.Set("torch", TORCH_VERSION);
@@ -247,6 +250,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runJob", Napi::Function::New(env, RunJob));
   exports.Set("stopAll", Napi::Function::New(env, StopAll));
   exports.Set("zoo", Napi::Function::New(env, Zoo));
+  exports.Set("defaults", Napi::Function::New(env, Defaults));
   exports.Set("runtime", Napi::Function::New(env, Runtime));
   return exports;
 }

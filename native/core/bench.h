@@ -7,11 +7,11 @@
 
 namespace dfkd {
 
-// cfg: { kind: "deepinversion" | "spectral" | "adversarial" | "classical", teacher, student (zoo
-// name or TorchScript file), inputShape?, stats? (spectral), batchSize, iterations, warmup,
-// threads?, seed?, synth {}, train {}, generator {}, adversarial { studentSteps } }.
+// cfg: { kind: "deepinversion" | "spectral" | "adversarial" | "classical", teacher, teacherArch?,
+// student (zoo name or TorchScript file), inputShape?, stats? (spectral), batchSize, iterations,
+// warmup, threads?, seed?, device?, layers?, synth {}, train {}, generator {}, adversarial {} }.
 // Returns { kind, batchSize, iterations, warmup, seconds, itersPerSec, imagesPerSec, threads,
 // firstLosses, lastLosses }.
-Json bench_job(const Json& cfg, torch::Device device, const std::atomic<bool>& cancel);
+Json bench_job(const Json& cfg, const std::atomic<bool>& cancel);
 
 }  // namespace dfkd

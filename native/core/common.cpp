@@ -1,16 +1,6 @@
 #include "core/common.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-#include <sys/stat.h>
 
 namespace dfkd {
 
@@ -67,50 +57,6 @@ Json tensor_list(const torch::Tensor& t) {
   auto p = c.data_ptr<double>();
   for (int64_t i = 0; i < c.numel(); ++i) a.emplace_back(p[i]);
   return Json(a);
-}
-
-bool file_exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  // Unique per call (jobs on several threads of one process may write the same file), flushed
-  // to disk before the rename, so neither a crash nor a power loss leaves a half-written file.
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("E_IO", "cannot write " + tmp + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      std::string why = std::strerror(errno);
-      ::close(fd);
-      std::remove(tmp.c_str());
-      fail("E_IO", "write failed: " + tmp + ": " + why);
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    std::remove(tmp.c_str());
-    fail("E_IO", "cannot flush " + tmp + ": " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    fail("E_IO", "cannot rename " + tmp + " to " + path + ": " + why);
-  }
-}
-
-std::string read_file(const std::string& path, const char* missing_code) {
-  if (!file_exists(path)) fail(missing_code, "file not found: " + path);
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(missing_code, "cannot open " + path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 }  // namespace dfkd

@@ -1,4 +1,4 @@
-// Shared includes and helpers of the core (pure C++17 + libtorch; no N-API here).
+// Shared includes and helpers of the core (pure C++17 + libtorch; no N-API here). Files: io/.
 #pragma once
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -28,10 +28,5 @@ Error translate(std::exception_ptr e, const char* code, const std::string& conte
 std::string shape_str(at::IntArrayRef s);
 std::vector<int64_t> to_shape(const std::vector<double>& v);
 Json tensor_list(const torch::Tensor& t);  // 1-D tensor -> JSON array of numbers
-
-// Atomic file write: write to path + ".tmp-<pid>-<n>", fsync, then rename over path.
-void write_file_atomic(const std::string& path, const std::string& bytes);
-std::string read_file(const std::string& path, const char* missing_code);
-bool file_exists(const std::string& path);
 
 }  // namespace dfkd

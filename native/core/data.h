@@ -19,10 +19,6 @@ struct Dataset {
 // Codes: E_DATA_NOT_FOUND, E_DATA_INVALID (corrupt/mismatched files), E_CONFIG.
 Dataset load_dataset(const Json& spec);
 
-torch::Tensor load_idx(const std::string& path);   // uint8 tensor with the IDX dims
-torch::Tensor load_npy(const std::string& path);   // tensor of the file's dtype
-torch::Tensor from_blob(const Blob& b, const std::vector<int64_t>& shape);
-
 // Random crop with zero padding `pad` and horizontal flip with probability 0.5 (if `flip`).
 torch::Tensor augment(const torch::Tensor& x, int64_t pad, bool flip, Rng& rng);
 

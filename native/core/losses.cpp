@@ -2,6 +2,8 @@
 
 #include <torch/fft.h>
 
+#include <cmath>
+
 namespace dfkd::losses {
 
 namespace F = torch::nn::functional;
@@ -14,10 +16,8 @@ torch::Tensor kd_kl(const torch::Tensor& s, const torch::Tensor& t, double T) {
 
 torch::Tensor l1_logits(const torch::Tensor& s, const torch::Tensor& t) { return (s - t).abs().mean(); }
 
-torch::Tensor discrepancy(const std::string& kind, const torch::Tensor& s, const torch::Tensor& t, double T) {
-  if (kind == "l1") return l1_logits(s, t);
-  if (kind == "kl") return kd_kl(s, t, T);
-  fail("E_CONFIG", "unknown discrepancy '" + kind + "' (use 'l1' or 'kl')");
+torch::Tensor discrepancy(Loss kind, const torch::Tensor& s, const torch::Tensor& t, double T) {
+  return kind == Loss::l1 ? l1_logits(s, t) : kd_kl(s, t, T);
 }
 
 std::pair<torch::Tensor, torch::Tensor> channel_mean_std(const torch::Tensor& act) {
@@ -33,6 +33,28 @@ torch::Tensor bn_stats(const torch::Tensor& act, const torch::Tensor& run_mean, 
   auto mean = act.mean(dims);
   auto var = act.var(dims, /*unbiased=*/false);
   return torch::norm(run_var - var, 2) + torch::norm(run_mean - mean, 2);
+}
+
+torch::Tensor bn_sum(const std::vector<torch::Tensor>& acts, const std::vector<Tap>& taps,
+                     const std::vector<int64_t>& bn, double first_multiplier) {
+  torch::Tensor sum = torch::zeros({}, acts.at(bn.at(0)).options());
+  for (size_t i = 0; i < bn.size(); ++i) {
+    auto& tap = taps[bn[i]];
+    double m = i == 0 ? first_multiplier : 1.0;
+    sum = sum + m * bn_stats(acts[bn[i]], tap.running_mean, tap.running_var);
+  }
+  return sum;
+}
+
+torch::Tensor spectral_bn(const torch::Tensor& a, const torch::Tensor& bn_mean, const torch::Tensor& bn_var) {
+  auto F = torch::fft::rfft2(a, c10::nullopt, {-2, -1}, "ortho");
+  const double hw = double(a.size(2) * a.size(3));
+  auto dc = torch::real(F.select(-1, 0).select(-1, 0)).mean(0) / std::sqrt(hw);
+  auto w = torch::full({F.size(-1)}, 2.0, a.options());
+  w[0] = 1.0;
+  if (a.size(3) % 2 == 0) w[-1] = 1.0;
+  auto power = (F.abs().pow(2) * w).sum({-2, -1}).mean(0) / hw;
+  return torch::norm(dc - bn_mean) + torch::norm(power - (bn_mean.pow(2) + bn_var));
 }
 
 torch::Tensor feature_stats(const torch::Tensor& act, const torch::Tensor& mean, const torch::Tensor& std,
@@ -85,4 +107,25 @@ torch::Tensor dafl_entropy(const torch::Tensor& t) {
   return (p * torch::log10(p + 1e-12)).sum();  // DAFL_train.py: (softmax_o_T * torch.log10(softmax_o_T)).sum()
 }
 
+torch::Tensor compose(const std::vector<Term>& terms, const TermInput& in, const torch::Tensor& like, Losses& parts,
+                      const char* total_name) {
+  torch::Tensor total = torch::zeros({}, like.options());
+  for (auto& t : terms) {
+    auto v = t.fn(in);
+    if (!v.defined()) continue;
+    parts[t.name] = v.item<double>();
+    total = total + t.weight * v;
+  }
+  parts[total_name] = total.item<double>();
+  return total;
+}
+
 }  // namespace dfkd::losses
+
+namespace dfkd {
+Json losses_json(const Losses& l) {
+  Json j = Json(Json::Object{});
+  for (auto& [k, v] : l) j[k] = v;
+  return j;
+}
+}  // namespace dfkd

@@ -1,6 +1,19 @@
-// Every loss of dfkd, written once; synthesizers and trainers compose them.
+// Every loss of dfkd, written once and gradient-checked (test/native); synthesizers and
+// trainers compose them as named terms (Term: name, weight, function).
 #pragma once
+#include <functional>
+#include <map>
+
 #include "core/common.h"
+#include "core/config.h"
+#include "core/teacher.h"
+
+namespace dfkd {
+
+using Losses = std::map<std::string, double>;
+Json losses_json(const Losses& l);  // { name: value } for events and reports
+
+}  // namespace dfkd
 
 namespace dfkd::losses {
 
@@ -8,12 +21,16 @@ namespace dfkd::losses {
 torch::Tensor kd_kl(const torch::Tensor& s_logits, const torch::Tensor& t_logits, double T);
 // Mean absolute difference of logits (DFAD's discrepancy, F.l1_loss).
 torch::Tensor l1_logits(const torch::Tensor& s_logits, const torch::Tensor& t_logits);
-// Student loss by name: "kl" | "l1".
-torch::Tensor discrepancy(const std::string& kind, const torch::Tensor& s, const torch::Tensor& t, double T);
+// The student's (and generator's) discrepancy: KL at temperature T, or L1 on logits.
+torch::Tensor discrepancy(Loss kind, const torch::Tensor& s, const torch::Tensor& t, double T);
 
 // DeepInversion's BN regularizer for one layer: ||mu(x) - mu_run||_2 + ||var(x) - var_run||_2,
 // batch statistics over (N,H,W), biased variance (NVlabs/DeepInversion DeepInversionFeatureHook).
 torch::Tensor bn_stats(const torch::Tensor& act, const torch::Tensor& run_mean, const torch::Tensor& run_var);
+// The BN loss of a whole teacher: sum over its BN taps (indices `bn` into `taps`/`acts`) of
+// bn_stats, the first layer's weighted by `first_multiplier` (DeepInversion's first_bn_multiplier).
+torch::Tensor bn_sum(const std::vector<torch::Tensor>& acts, const std::vector<Tap>& taps,
+                     const std::vector<int64_t>& bn, double first_multiplier = 1.0);
 // Statistical feature matching for one layer against stored mean and std per channel:
 // ||mu_T - mu(x)||_2 + ||sigma_T - sigma(x)||_2, or with squared norms.
 torch::Tensor feature_stats(const torch::Tensor& act, const torch::Tensor& mean, const torch::Tensor& std,
@@ -26,6 +43,11 @@ std::pair<torch::Tensor, torch::Tensor> channel_mean_std(const torch::Tensor& ac
 torch::Tensor spectrum(const torch::Tensor& act, bool power);
 // ||spectrum(act) - target||_F^2 / numel(target): the frequency-domain feature-matching term.
 torch::Tensor spectral(const torch::Tensor& act, const torch::Tensor& target, bool power);
+
+// What a BN layer's statistics imply in the frequency domain, for an activation [N,C,H,W]:
+// ||DC bin - mean||_2 + ||total power (Parseval) - (mean^2 + var)||_2, with rfft2 norm="ortho"
+// (DC = sqrt(HW) * channel mean; the power sums both halves of the one-sided spectrum).
+torch::Tensor spectral_bn(const torch::Tensor& act, const torch::Tensor& bn_mean, const torch::Tensor& bn_var);
 
 // Image priors (DeepInversion get_image_prior_losses): total variation over the four
 // neighbour differences, L1 (sum of means of |diff|) and L2 (sum of Frobenius norms).
@@ -42,5 +64,25 @@ torch::Tensor adi_competition(const torch::Tensor& s_logits, const torch::Tensor
 torch::Tensor dafl_onehot(const torch::Tensor& t_logits);
 torch::Tensor dafl_activation(const torch::Tensor& features);
 torch::Tensor dafl_entropy(const torch::Tensor& t_logits);
+
+// ---- named terms ----------------------------------------------------------------------------
+// What a term may read: the (jittered) input, the targets, the teacher's tapped forward, the
+// student (null when the term has none to use).
+struct TermInput {
+  const torch::Tensor& x;
+  const torch::Tensor& y;
+  const Tapped& teacher;
+  torch::jit::Module* student;
+};
+// One weighted term of a composed loss. `fn` may return an undefined tensor: the term is skipped.
+struct Term {
+  std::string name;
+  double weight;
+  std::function<torch::Tensor(const TermInput&)> fn;
+};
+// sum_i weight_i * fn_i(in), in order, from a zero of `like`'s options; `parts` gets each term's
+// value by name and the total as `total_name`.
+torch::Tensor compose(const std::vector<Term>& terms, const TermInput& in, const torch::Tensor& like, Losses& parts,
+                      const char* total_name);
 
 }  // namespace dfkd::losses

@@ -1,7 +1,6 @@
 #include "core/stats.h"
 
-#include <cstring>
-
+#include "core/io/safetensors.h"
 #include "core/losses.h"
 
 namespace dfkd {
@@ -126,93 +125,6 @@ std::vector<int64_t> match_stats(const Stats& s, Teacher& teacher, const std::ve
     idx.push_back(*i);
   }
   return idx;
-}
-
-// ---- safetensors ------------------------------------------------------------------------------
-static const char* st_dtype(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat32: return "F32";
-    case torch::kInt64: return "I64";
-    case torch::kUInt8: return "U8";
-    default: fail("E_IO", "safetensors: unsupported dtype");
-  }
-}
-
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  Json header;
-  Json::Object md;
-  for (auto& [k, v] : metadata) md[k] = Json(v);
-  header["__metadata__"] = Json(md);
-  std::string data;
-  for (auto& [name, t0] : tensors) {
-    auto t = t0.contiguous().cpu();
-    Json e;
-    e["dtype"] = st_dtype(t.scalar_type());
-    Json::Array shape;
-    for (auto d : t.sizes()) shape.emplace_back(d);
-    e["shape"] = Json(shape);
-    size_t nbytes = t.numel() * t.element_size();
-    e["data_offsets"] = Json(Json::Array{Json(data.size()), Json(data.size() + nbytes)});
-    data.append(reinterpret_cast<const char*>(t.data_ptr()), nbytes);
-    header[name] = e;
-  }
-  std::string h = header.dump();
-  while ((8 + h.size()) % 8) h += ' ';
-  std::string out(8, '\0');
-  uint64_t n = h.size();
-  for (int i = 0; i < 8; ++i) out[i] = char((n >> (8 * i)) & 0xff);
-  write_file_atomic(path, out + h + data);
-}
-
-std::vector<std::pair<std::string, torch::Tensor>> read_safetensors(const std::string& path,
-                                                                    std::map<std::string, std::string>* metadata,
-                                                                    const char* missing, const char* invalid) {
-  std::string d = read_file(path, missing);
-  if (d.size() < 8) fail(invalid, path + " is not a safetensors file (too short)");
-  uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= uint64_t((unsigned char)d[i]) << (8 * i);
-  if (n > d.size() - 8 || n > (uint64_t(100) << 20)) fail(invalid, path + " is not a safetensors file (bad header size)");
-  Json h;
-  try { h = Json::parse(d.substr(8, n)); } catch (const Error&) { fail(invalid, path + ": corrupt safetensors header"); }
-  if (!h.is_object()) fail(invalid, path + ": corrupt safetensors header");
-  const size_t base = 8 + n;
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  try {
-    for (auto& [name, e] : h.as_object()) {
-      if (name == "__metadata__") {
-        if (metadata && e.is_object())
-          for (auto& [k, v] : e.as_object()) if (v.is_string()) (*metadata)[k] = v.as_string();
-        continue;
-      }
-      std::string dt = e.str("dtype", "");
-      torch::ScalarType st;
-      size_t item;
-      if (dt == "F32") { st = torch::kFloat32; item = 4; }
-      else if (dt == "I64") { st = torch::kInt64; item = 8; }
-      else if (dt == "U8") { st = torch::kUInt8; item = 1; }
-      else if (dt == "F64") { st = torch::kFloat64; item = 8; }
-      else fail(invalid, path + ": tensor '" + name + "' has unsupported dtype " + dt);
-      auto shape = to_shape(e.nums("shape"));
-      auto off = e.nums("data_offsets");
-      uint64_t count = 1;
-      for (auto s : shape) {
-        if (s < 0) fail(invalid, path + ": negative dimension");
-        if (s && count > (uint64_t(1) << 32) / uint64_t(s)) fail(invalid, path + ": absurd shape");  // before it wraps
-        count *= uint64_t(s);
-      }
-      if (off.size() != 2 || !(off[0] >= 0) || !(off[1] >= off[0]) || off[1] > double(d.size()) ||
-          uint64_t(off[1] - off[0]) != count * item || base + uint64_t(off[1]) > d.size())
-        fail(invalid, path + ": tensor '" + name + "' has inconsistent offsets");
-      auto t = torch::empty(shape, st);
-      if (count) std::memcpy(t.data_ptr(), d.data() + base + size_t(off[0]), count * item);
-      out.emplace_back(name, t);
-    }
-  } catch (const Error& e) {
-    if (e.code == invalid) throw;
-    throw Error(invalid, path + ": corrupt safetensors header (" + e.what() + ")");
-  }
-  return out;
 }
 
 }  // namespace dfkd

@@ -4,6 +4,7 @@
 // activations "<l>.amplitude" and "<l>.power": the mean over the data of |rfft2(a, norm="ortho")|
 // and of its square, per channel, on the layer's spatial grid ([C, H, W/2+1]).
 #pragma once
+#include <functional>
 #include <map>
 
 #include "core/common.h"
@@ -32,12 +33,5 @@ Stats load_stats(const std::string& path);  // E_STATS_NOT_FOUND / E_STATS_INVAL
 // Checks that every layer of `s` is a tap of `teacher` with matching channel counts; returns
 // the tap index of each stats layer. E_STATS_MISMATCH otherwise.
 std::vector<int64_t> match_stats(const Stats& s, Teacher& teacher, const std::vector<int64_t>& input_shape);
-
-// safetensors I/O (https://github.com/huggingface/safetensors format): float32/int64/uint8.
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata);
-std::vector<std::pair<std::string, torch::Tensor>> read_safetensors(const std::string& path,
-                                                                    std::map<std::string, std::string>* metadata,
-                                                                    const char* missing_code, const char* invalid_code);
 
 }  // namespace dfkd

@@ -91,7 +91,7 @@ std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Modu
   Value* logits = graph->outputs().at(0);
   for (auto& [name, idx] : layer_outputs) {
     outs.push_back(graph->outputs().at(idx));
-    taps.push_back({name, "layer", {}, {}});
+    taps.push_back({name, TapKind::layer, {}, {}});
   }
   int bn_i = 0;
   for (Node* n : graph->block()->nodes()) {
@@ -103,7 +103,7 @@ std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Modu
     }
     ++bn_i;
     outs.push_back(n->input(0));
-    taps.push_back({name, "bn", resolve_tensor(m, n->input(3), self).detach(),
+    taps.push_back({name, TapKind::bn, resolve_tensor(m, n->input(3), self).detach(),
                     resolve_tensor(m, n->input(4), self).detach()});
   }
   Node* last_linear = nullptr;
@@ -113,7 +113,7 @@ std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Modu
   }
   if (last_linear) {
     outs.push_back(last_linear->kind() == c10::aten::addmm ? last_linear->input(1) : last_linear->input(0));
-    taps.push_back({"penultimate", "penultimate", {}, {}});
+    taps.push_back({"penultimate", TapKind::penultimate, {}, {}});
   }
 
   // Replace the outputs with one tuple (logits, taps...).

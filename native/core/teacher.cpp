@@ -1,5 +1,7 @@
 #include "core/teacher.h"
 
+#include "core/io/files.h"
+
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/serialization/import.h>
 
@@ -8,6 +10,8 @@
 namespace dfkd {
 
 static const char* kMetaFile = "dfkd.json";
+
+const char* name_of(TapKind k) { return k == TapKind::bn ? "bn" : k == TapKind::layer ? "layer" : "penultimate"; }
 
 // Why a file that torch::jit::load refused is not TorchScript, when it is a common mistake: the
 // weights that torch.save writes (a zip with data.pkl but no code/, or a legacy pickle) hold no
@@ -107,7 +111,7 @@ Tapped Teacher::forward_tapped(const torch::Tensor& x) {
 std::vector<int64_t> Teacher::bn_taps() const {
   std::vector<int64_t> out;
   for (size_t i = 0; i < taps_.size(); ++i)
-    if (taps_[i].kind == "bn") out.push_back(static_cast<int64_t>(i));
+    if (taps_[i].kind == TapKind::bn) out.push_back(static_cast<int64_t>(i));
   return out;
 }
 
@@ -151,8 +155,8 @@ Json Teacher::info(const std::vector<int64_t>& shape) {
   for (auto& t : taps_) {
     Json tj;
     tj["name"] = t.name;
-    tj["kind"] = t.kind;
-    if (t.kind == "bn") tj["channels"] = t.running_mean.numel();
+    tj["kind"] = name_of(t.kind);
+    if (t.kind == TapKind::bn) tj["channels"] = t.running_mean.numel();
     taps.push_back(tj);
   }
   j["taps"] = Json(taps);

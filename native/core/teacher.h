@@ -11,9 +11,12 @@
 
 namespace dfkd {
 
+enum class TapKind { bn, layer, penultimate };
+const char* name_of(TapKind k);  // "bn" | "layer" | "penultimate"
+
 struct Tap {
   std::string name;  // module path: "layer1.0.bn1" (bn), "features.3" (layer), "penultimate"
-  std::string kind;  // "bn" | "layer" | "penultimate"
+  TapKind kind;
   torch::Tensor running_mean, running_var;  // bn taps only
 };
 

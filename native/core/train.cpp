@@ -1,66 +1,11 @@
 #include "core/train.h"
 
 #include <cmath>
-#include <sstream>
-
-#include "core/losses.h"
 
 namespace dfkd {
 
-std::vector<torch::Tensor> parameters_of(torch::jit::Module& m) {
-  std::vector<torch::Tensor> out;
-  for (auto p : m.parameters()) out.push_back(p);
-  return out;
-}
-
-Optim::Optim(std::vector<torch::Tensor> params, const Json& spec, int64_t total)
-    : total_(std::max<int64_t>(total, 1)) {
-  std::string kind = spec.str("optimizer", "sgd");
-  lr0_ = lr_now_ = spec.num("lr", 0.1);
-  if (!(lr0_ > 0) || !std::isfinite(lr0_)) fail("E_CONFIG", "learning rate must be a positive number");
-  double wd = spec.num("weightDecay", 0.0);
-  if (kind == "sgd") {
-    opt_ = std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(lr0_).momentum(spec.num("momentum", 0.9)).weight_decay(wd));
-  } else if (kind == "adam") {
-    auto b = spec.nums("betas");
-    if (b.empty()) b = {0.9, 0.999};
-    if (b.size() != 2) fail("E_CONFIG", "betas must be [beta1, beta2]");
-    opt_ = std::make_unique<torch::optim::Adam>(
-        params, torch::optim::AdamOptions(lr0_).betas({b[0], b[1]}).weight_decay(wd));
-  } else {
-    fail("E_CONFIG", "unknown optimizer '" + kind + "' (use 'sgd' or 'adam')");
-  }
-  schedule_ = spec.str("schedule", "cosine");
-  if (schedule_ != "cosine" && schedule_ != "step" && schedule_ != "none")
-    fail("E_CONFIG", "unknown schedule '" + schedule_ + "' (use 'cosine', 'step' or 'none')");
-  gamma_ = spec.num("gamma", 0.1);
-  for (double m : spec.nums("milestones")) milestones_.push_back(m < 1.0 ? int64_t(m * total_) : int64_t(m));
-  warmup_ = spec.integer("warmup", 0);
-}
-
-void Optim::step_schedule(int64_t step) {
-  double lr = lr0_;
-  if (warmup_ > 0 && step < warmup_) {
-    lr = lr0_ * double(step + 1) / double(warmup_);
-  } else if (schedule_ == "cosine") {
-    double t = double(step - warmup_) / double(std::max<int64_t>(1, total_ - warmup_));
-    lr = 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, t))) * lr0_;
-  } else if (schedule_ == "step") {
-    for (auto m : milestones_) if (step >= m) lr *= gamma_;
-  }
-  lr_now_ = lr;
-  for (auto& g : opt_->param_groups()) g.options().set_lr(lr);
-}
-
-Json losses_json(const Losses& l) {
-  Json j = Json(Json::Object{});
-  for (auto& [k, v] : l) j[k] = v;
-  return j;
-}
-
 Losses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
-                    const torch::Tensor& y, const std::string& loss_kind, double T, double ce_weight, int64_t step) {
+                    const torch::Tensor& y, Loss loss_kind, double T, double ce_weight, int64_t step) {
   opt.step_schedule(step);
   torch::Tensor t;
   {
@@ -170,60 +115,6 @@ EvalResult evaluate(torch::jit::Module* teacher, torch::jit::Module* student, co
   if (student) r.student_acc = double(s_ok) / r.n;
   if (teacher && student) r.agreement = double(agree) / r.n;
   return r;
-}
-
-void Checkpoint::put_module(const std::string& key, torch::jit::Module& m) {
-  std::ostringstream s;
-  m.save(s);
-  std::string bytes = s.str();
-  auto t = torch::empty({int64_t(bytes.size())}, torch::kUInt8);
-  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
-  out_.write(key + ".module", t);
-}
-
-void Checkpoint::put_json(const std::string& key, const Json& j) {
-  std::string s = j.dump();
-  auto t = torch::empty({int64_t(s.size())}, torch::kUInt8);
-  std::memcpy(t.data_ptr(), s.data(), s.size());
-  out_.write(key + ".json", t);
-}
-
-std::string Checkpoint::bytes() {
-  std::ostringstream s;
-  out_.save_to(s);
-  return s.str();
-}
-
-CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
-  std::string bytes = read_file(path, "E_CHECKPOINT");
-  try {
-    std::istringstream s(bytes);
-    in_.load_from(s);
-  } catch (...) {
-    throw Error("E_CHECKPOINT", path + " is not a dfkd checkpoint (" +
-                                    std::string(translate(std::current_exception(), "E_CHECKPOINT", "").what()).substr(0, 200) + ")");
-  }
-}
-
-static std::string bytes_of(torch::serialize::InputArchive& in, const std::string& key, const std::string& path) {
-  torch::Tensor t;
-  if (!in.try_read(key, t)) fail("E_CHECKPOINT", path + " lacks '" + key + "'");
-  t = t.contiguous();
-  return std::string(reinterpret_cast<const char*>(t.data_ptr()), t.numel());
-}
-
-torch::jit::Module CheckpointReader::module(const std::string& key, torch::Device device) {
-  std::istringstream s(bytes_of(in_, key + ".module", path_));
-  return torch::jit::load(s, device);
-}
-
-Json CheckpointReader::json(const std::string& key) { return Json::parse(bytes_of(in_, key + ".json", path_)); }
-
-void CheckpointReader::generator(const std::string& key, at::Generator& g) {
-  torch::Tensor st;
-  if (!in_.try_read(key + ".rng", st)) fail("E_CHECKPOINT", path_ + " lacks '" + key + ".rng'");
-  std::lock_guard<std::mutex> lock(g.mutex());
-  g.set_state(st);
 }
 
 }  // namespace dfkd

@@ -1,102 +1,69 @@
-// The shared input-optimization loop of deepinversion, statistical and spectral.
-#include <torch/fft.h>
-
+// The input-optimization loop of deepinversion, statistical, spectral and noise: Adam on a batch
+// of inputs from Gaussian noise, jitter and flip each iteration, the best batch kept.
 #include <cmath>
 
-#include "core/losses.h"
 #include "core/synth/synth.h"
 
 namespace dfkd {
 
-void apply_common(InputSynthConfig& c, const Json& s) {
-  c.batch = s.integer("batchSize", c.batch);
-  c.iterations = s.integer("iterations", c.iterations);
-  c.lr = s.num("lr", c.lr);
-  if (s.has("betas")) c.betas = s.nums("betas");
-  c.lr_schedule = s.str("lrSchedule", c.lr_schedule);
-  c.jitter = s.integer("jitter", c.jitter);
-  c.flip = s.boolean("flip", c.flip);
-  c.ce = s.num("ce", c.ce);
-  c.bn = s.num("bn", c.bn);
-  c.first_bn_multiplier = s.num("firstBnMultiplier", c.first_bn_multiplier);
-  c.feat = s.num("feature", c.feat);
-  c.feat_squared = s.boolean("squared", c.feat_squared);
-  c.spectral = s.num("spectral", c.spectral);
-  c.spectral_power = s.str("spectrum", c.spectral_power ? "power" : "amplitude") == "power";
-  c.tv_l1 = s.num("tvL1", c.tv_l1);
-  c.tv_l2 = s.num("tvL2", c.tv_l2);
-  c.l2 = s.num("l2", c.l2);
-  c.adi = s.num("adi", c.adi);
-  c.adi_temperature = s.num("adiTemperature", c.adi_temperature);
-  c.clip = s.num("clip", c.clip);
+using losses::Term;
+using losses::TermInput;
+
+InputSynthesizer::InputSynthesizer(Teacher& teacher, const SynthConfig& c, std::vector<LayerTarget> layers,
+                                   std::vector<int64_t> shape, int64_t classes)
+    : teacher_(teacher), cfg_(c), layers_(std::move(layers)), shape_(std::move(shape)), classes_(classes) {
   if (c.batch < 1) fail("E_CONFIG", "synthesis batchSize must be at least 1");
   // iterations 0 keeps the Gaussian noise the optimization starts from (the "noise" baseline)
   if (c.iterations < 0) fail("E_CONFIG", "synthesis iterations must not be negative");
   if (!(c.lr > 0) || !std::isfinite(c.lr)) fail("E_CONFIG", "synthesis lr must be a positive number");
   if (c.betas.size() != 2) fail("E_CONFIG", "synthesis betas must be [beta1, beta2]");
-}
-
-InputSynthesizer::InputSynthesizer(Teacher& teacher, InputSynthConfig cfg, std::vector<int64_t> shape, int64_t classes)
-    : teacher_(teacher), cfg_(std::move(cfg)), shape_(std::move(shape)), classes_(classes), bn_taps_(teacher.bn_taps()) {
-  if (cfg_.bn > 0 && bn_taps_.empty())
+  auto bn = teacher.bn_taps();
+  if (c.bn > 0 && bn.empty())
     fail("E_NO_BN", "the BN statistics loss needs a teacher with BatchNorm layers; this teacher has none. "
                     "Compute statistics with `dfkd stats` and use method 'statistical' with that file");
+  const bool power = c.spectrum == Spectrum::power, squared = c.squared;
+  if (c.ce > 0) terms_.push_back({"ce", c.ce, [](const TermInput& in) { return torch::cross_entropy_loss(in.teacher.logits, in.y); }});
+  if (c.bn > 0) {
+    const double first = c.first_bn_multiplier;
+    terms_.push_back({"bn", c.bn, [this, bn, first](const TermInput& in) {
+                        return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn, first);
+                      }});
+  }
+  if (c.feature > 0)
+    terms_.push_back({"feature", c.feature, [this, squared](const TermInput& in) {
+                        torch::Tensor f = torch::zeros({}, in.x.options());
+                        for (auto& l : layers_) f = f + l.weight * losses::feature_stats(in.teacher.acts[l.tap], l.mean, l.std, squared);
+                        return f;
+                      }});
+  if (c.spectral > 0)
+    terms_.push_back({"spectral", c.spectral, [this, power](const TermInput& in) {
+                        torch::Tensor f = torch::zeros({}, in.x.options());
+                        for (auto& l : layers_) {
+                          auto& a = in.teacher.acts[l.tap];
+                          if (l.spectrum.defined())  // relative squared distance to the stored spectrum
+                            f = f + l.weight * losses::spectral(a, l.spectrum, power) / l.spectrum.pow(2).mean();
+                          else if (l.bn_mean.defined() && a.dim() == 4)
+                            f = f + l.weight * losses::spectral_bn(a, l.bn_mean, l.bn_var);
+                        }
+                        return f;
+                      }});
+  if (c.tv_l1 > 0) terms_.push_back({"tvL1", c.tv_l1, [](const TermInput& in) { return losses::tv(in.x).first; }});
+  if (c.tv_l2 > 0) terms_.push_back({"tvL2", c.tv_l2, [](const TermInput& in) { return losses::tv(in.x).second; }});
+  if (c.l2 > 0) terms_.push_back({"l2", c.l2, [](const TermInput& in) { return losses::l2_prior(in.x); }});
+  if (c.adi > 0) {
+    const double T = c.adi_temperature;
+    terms_.push_back({"adi", c.adi, [T](const TermInput& in) {
+                        if (!in.student) return torch::Tensor();
+                        return losses::adi_competition(run_logits(*in.student, in.x, "student"), in.teacher.logits, T);
+                      }});
+  }
 }
 
 std::pair<torch::Tensor, Losses> InputSynthesizer::loss(const torch::Tensor& x, const torch::Tensor& y,
                                                         torch::jit::Module* student) {
   Losses parts;
   auto out = teacher_.forward_tapped(x);
-  torch::Tensor total = torch::zeros({}, x.options());
-  auto add = [&](const char* name, double w, const torch::Tensor& term) {
-    parts[name] = term.item<double>();
-    total = total + w * term;
-  };
-  if (cfg_.ce > 0) add("ce", cfg_.ce, torch::cross_entropy_loss(out.logits, y));
-  if (cfg_.bn > 0) {
-    torch::Tensor bn = torch::zeros({}, x.options());
-    for (size_t i = 0; i < bn_taps_.size(); ++i) {
-      auto& tap = teacher_.taps()[bn_taps_[i]];
-      double m = i == 0 ? cfg_.first_bn_multiplier : 1.0;
-      bn = bn + m * losses::bn_stats(out.acts[bn_taps_[i]], tap.running_mean, tap.running_var);
-    }
-    add("bn", cfg_.bn, bn);
-  }
-  if (cfg_.feat > 0) {
-    torch::Tensor f = torch::zeros({}, x.options());
-    for (auto& l : cfg_.layers)
-      f = f + l.weight * losses::feature_stats(out.acts[l.tap], l.mean, l.std, cfg_.feat_squared);
-    add("feature", cfg_.feat, f);
-  }
-  if (cfg_.spectral > 0) {
-    torch::Tensor f = torch::zeros({}, x.options());
-    for (auto& l : cfg_.layers) {
-      auto& a = out.acts[l.tap];
-      if (l.spectrum.defined()) {
-        // relative squared Frobenius distance of the batch spectrum to the stored one
-        f = f + l.weight * losses::spectral(a, l.spectrum, cfg_.spectral_power) / l.spectrum.pow(2).mean();
-      } else if (l.bn_mean.defined() && a.dim() == 4) {
-        // BN-implied spectral constraints: DC bin = mean; total power (Parseval) = mean^2 + var.
-        auto F = torch::fft::rfft2(a, c10::nullopt, {-2, -1}, "ortho");
-        const double hw = double(a.size(2) * a.size(3));
-        auto dc = torch::real(F.select(-1, 0).select(-1, 0)).mean(0) / std::sqrt(hw);
-        auto w = torch::full({F.size(-1)}, 2.0, a.options());
-        w[0] = 1.0;
-        if (a.size(3) % 2 == 0) w[-1] = 1.0;
-        auto power = (F.abs().pow(2) * w).sum({-2, -1}).mean(0) / hw;
-        f = f + l.weight * (torch::norm(dc - l.bn_mean) + torch::norm(power - (l.bn_mean.pow(2) + l.bn_var)));
-      }
-    }
-    add("spectral", cfg_.spectral, f);
-  }
-  if (cfg_.tv_l1 > 0 || cfg_.tv_l2 > 0) {
-    auto [l1, l2] = losses::tv(x);
-    if (cfg_.tv_l1 > 0) add("tvL1", cfg_.tv_l1, l1);
-    if (cfg_.tv_l2 > 0) add("tvL2", cfg_.tv_l2, l2);
-  }
-  if (cfg_.l2 > 0) add("l2", cfg_.l2, losses::l2_prior(x));
-  if (cfg_.adi > 0 && student) add("adi", cfg_.adi, losses::adi_competition(run_logits(*student, x, "student"), out.logits, cfg_.adi_temperature));
-  parts["total"] = total.item<double>();
+  auto total = losses::compose(terms_, TermInput{x, y, out, student}, x, parts, "total");
   return {total, parts};
 }
 
@@ -121,7 +88,7 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
       if (student_training) student->train();
       fail("E_CANCELLED", "cancelled");
     }
-    if (cfg_.lr_schedule == "cosine") {  // DeepInversion lr_cosine_policy(lr, warmup=100, iters)
+    if (cfg_.lr_schedule == Schedule::cosine) {  // DeepInversion lr_cosine_policy(lr, warmup=100, iters)
       const int64_t warm = std::min<int64_t>(100, cfg_.iterations / 10);
       double lr = it < warm ? cfg_.lr * (it + 1) / warm
                             : 0.5 * (1 + std::cos(M_PI * double(it - warm) / double(std::max<int64_t>(1, cfg_.iterations - warm)))) * cfg_.lr;

@@ -7,27 +7,32 @@
 // near-empty high frequencies), normalized per layer by the target's energy so that layers of
 // different size and scale weigh alike. `spectrum: "power"` selects the power spectrum.
 // Without a stats file, a BN teacher yields only the constraints its statistics imply: the DC
-// bin (= channel mean) and the total power (Parseval: mean^2 + var).
-#include "core/synth/synth.h"
+// bin (= channel mean) and the total power (Parseval: mean^2 + var), losses::spectral_bn.
+#include "core/methods/method.h"
 
 namespace dfkd {
 
-InputSynthConfig spectral_config(const Json& spec, Teacher& teacher, const Stats* stats,
-                                 const std::vector<int64_t>& shape) {
-  InputSynthConfig c = inversion_defaults();
-  c.ce = 1.0;
+namespace {
+
+Recipe recipe() {
+  Recipe r = inversion_recipe();
   // The relative spectral distance is O(1) while CE starts near log(classes) and the priors add
   // more: weight 300 lets the spectrum lead. MNIST teacher sweep (weights 3/30/300/1000/3000):
   // 33/75/86/82/82% held-out at equal cost.
-  c.spectral = 300.0;
-  c.tv_l2 = 1e-4;
-  c.l2 = 1e-5;
-  apply_common(c, spec);
-  c.layers = stats_targets(teacher, stats, shape, spec.nums("layerWeights"));
-  bool any = false;
-  for (auto& l : c.layers) any = any || l.spectrum.defined() || (l.bn_mean.defined());
-  if (!any) fail("E_STATS_INVALID", "the stats file holds no spectra (made by an older dfkd?): recompute it with `dfkd stats`");
-  return c;
+  r.synth.spectral = 300.0;
+  return r;
 }
+
+std::vector<LayerTarget> prepare(SynthConfig& c, Teacher& teacher, const Stats* stats, const std::vector<int64_t>& shape) {
+  auto layers = stats_targets(teacher, stats, shape, c);
+  bool any = false;
+  for (auto& l : layers) any = any || l.spectrum.defined() || l.bn_mean.defined();
+  if (!any) fail("E_STATS_INVALID", "the stats file holds no spectra (made by an older dfkd?): recompute it with `dfkd stats`");
+  return layers;
+}
+
+}  // namespace
+
+MethodInfo spectral_method() { return {"spectral", recipe, make_inversion, prepare, "train synth"}; }
 
 }  // namespace dfkd

@@ -1,4 +1,6 @@
-#include "core/png.h"
+#include "core/io/png.h"
+
+#include "core/io/files.h"
 
 #include <zlib.h>
 

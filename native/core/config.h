@@ -1,0 +1,176 @@
+// The typed configuration of a run, parsed ONCE at the job boundary (parse_distill) from the
+// JSON the façade sends: every key is read into a field of these structs, an unknown or
+// misspelled key is E_CONFIG naming it, and enums replace the strings that were compared in hot
+// paths. Defaults: the member initializers below are the values the methods share; each method's
+// recipe (methods/<name>.cpp) sets its own with their sources. `config_json` writes a struct back
+// (the report's effective config, the addon's defaults()).
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/common.h"
+
+namespace dfkd {
+
+enum class Loss { kl, l1 };                       // student/generator discrepancy
+enum class OptimKind { sgd, adam };
+enum class Schedule { none, cosine, step };
+enum class Spectrum { amplitude, power };
+
+// An optimizer and its schedule (the student's, the generator's).
+struct OptimConfig {
+  OptimKind optimizer = OptimKind::sgd;
+  double lr = 0.1, momentum = 0.9, weight_decay = 0.0;
+  std::vector<double> betas{0.9, 0.999};  // Adam's (PyTorch default)
+  Schedule schedule = Schedule::cosine;
+  std::vector<double> milestones;  // schedule step: steps, or fractions of the run when < 1
+  double gamma = 0.1;
+  int64_t warmup = 0;  // linear warm-up steps
+};
+
+struct TrainConfig : OptimConfig {
+  int64_t steps = 2000;           // classical: optimizer steps
+  int64_t steps_per_round = 100;  // inversion methods: KD steps after each synthesized batch
+  int64_t batch = 128;
+  double temperature = 4.0, ce_weight = 0.0;
+  Loss loss = Loss::kl;
+  int64_t crop_padding = 0;
+  bool flip = false;
+  double mixup = 0.0;
+};
+
+// Input synthesis (deepinversion, statistical, spectral, noise): the optimizer of x and the
+// weights of the loss terms (0 = term off).
+struct SynthConfig {
+  int64_t rounds = 20, batch = 64, iterations = 2000;
+  double lr = 0.1;
+  std::vector<double> betas{0.5, 0.9};
+  Schedule lr_schedule = Schedule::none;  // none | cosine (warm-up min(100, iterations/10))
+  int64_t jitter = 2;
+  bool flip = true;
+  int64_t bank_size = -1;  // -1: keep every synthesized image (rounds x batch)
+  double ce = 1.0, bn = 0.0, first_bn_multiplier = 1.0;
+  double feature = 0.0;
+  bool squared = false;
+  double first_layer_multiplier = 1.0;
+  double spectral = 0.0;
+  Spectrum spectrum = Spectrum::amplitude;
+  std::vector<double> layer_weights;
+  double tv_l1 = 0.0, tv_l2 = 0.0, l2 = 0.0;
+  double adi = 0.0, adi_temperature = 3.0;
+  double clip = 0.0;  // clamp x to [-clip, clip] after each step (0 = off)
+};
+
+struct GeneratorConfig : OptimConfig {
+  int64_t nz = 100, ngf = 64;
+  Loss loss = Loss::l1;
+  double adversarial = 1.0, onehot = 0.0, activation = 0.0, entropy = 0.0, bn = 0.0;
+  GeneratorConfig() { optimizer = OptimKind::adam; lr = 1e-3; schedule = Schedule::none; }
+};
+
+struct AdversarialConfig {
+  int64_t epochs = 40, iters_per_epoch = 50, student_steps = 5;
+  int64_t batch = 0;  // generator batch; 0: the student's (train.batchSize)
+  bool diagnostics = false;
+};
+
+// A method's complete recipe: every section a run of it reads.
+struct Recipe {
+  TrainConfig train;
+  SynthConfig synth;
+  GeneratorConfig generator;
+  AdversarialConfig adversarial;
+};
+
+struct OutputConfig {
+  std::string dir = "dfkd-out";
+  std::string student, report, checkpoint, generator, samples_prefix;  // "": in dir
+  bool samples = true;
+};
+
+struct DistillConfig {
+  std::string method = "deepinversion";
+  std::string teacher, student = "lenet5_half";  // student: a zoo name or a TorchScript file
+  std::string device = "cpu";
+  uint64_t seed = 0;
+  int64_t threads = 0;  // 0: leave libtorch's setting
+  std::vector<int64_t> input_shape;
+  Json data, test;  // dataset specs (load_dataset)
+  std::string stats;
+  std::vector<std::string> layers;
+  OutputConfig output;
+  int64_t eval_every = 0, checkpoint_every = 0;
+  std::string resume;
+  std::string version;  // the façade's package version, for the report
+  Recipe recipe;
+};
+
+// fields("a", x, "b", y, ...): field() of each (key, value) pair, for Reader and Writer.
+template <class Self>
+struct FieldList {
+  template <class T, class... Rest>
+  void fields(const char* k, T& v, Rest&&... rest) {
+    static_cast<Self*>(this)->field(k, v);
+    if constexpr (sizeof...(Rest) > 0) fields(std::forward<Rest>(rest)...);
+  }
+};
+
+// A config object being read: typed reads mark their key; finish() fails with E_CONFIG on any
+// key left unread ("unknown config key 'train.lrr'").
+class Reader : public FieldList<Reader> {
+ public:
+  Reader(const Json& j, std::string where);
+  void field(const char* k, double& v);
+  void field(const char* k, int64_t& v);
+  void field(const char* k, uint64_t& v);
+  void field(const char* k, bool& v);
+  void field(const char* k, std::string& v);
+  void field(const char* k, std::vector<double>& v);
+  void field(const char* k, std::vector<int64_t>& v);
+  void field(const char* k, std::vector<std::string>& v);
+  void field(const char* k, Json& v);
+  void field(const char* k, Loss& v);
+  void field(const char* k, OptimKind& v);
+  void field(const char* k, Schedule& v);
+  void field(const char* k, Spectrum& v);
+  const Json* take(const char* k);  // the raw value (null when absent), marked read
+  void finish() const;
+  const std::string& where() const { return where_; }
+  std::string key(const char* k) const { return where_.empty() ? k : where_ + "." + k; }
+
+ private:
+  const Json& j_;
+  std::string where_;
+  std::map<std::string, bool> seen_;
+};
+
+// Writes fields into a JSON object (same visitor as Reader).
+class Writer : public FieldList<Writer> {
+ public:
+  Json out = Json(Json::Object{});
+  template <class T> void field(const char* k, const T& v);
+};
+
+// The visitors of each struct: one list of (key, member) per struct, used to parse and to write.
+template <class V> void visit(V& v, OptimConfig& c);
+template <class V> void visit(V& v, TrainConfig& c);
+template <class V> void visit(V& v, SynthConfig& c);
+template <class V> void visit(V& v, GeneratorConfig& c);
+template <class V> void visit(V& v, AdversarialConfig& c);
+
+// Reads `j` (may be null) over `into` (the method's recipe): unknown keys are E_CONFIG.
+void read_recipe(const Json& j, Recipe& into, const std::string& where = "");
+Json recipe_json(const Recipe& r);  // { train, synth, generator, adversarial }
+
+// The whole distill config; the method's recipe comes from the registry (methods/registry.h).
+DistillConfig parse_distill(const Json& j);
+Json config_json(const DistillConfig& c);  // the effective config (datasets from memory abridged)
+
+// Enum names, for messages and reports.
+const char* name_of(Loss v);
+const char* name_of(OptimKind v);
+const char* name_of(Schedule v);
+const char* name_of(Spectrum v);
+
+}  // namespace dfkd

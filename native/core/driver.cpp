@@ -1,0 +1,305 @@
+#include "core/driver.h"
+
+#include <ctime>
+
+#include "core/io/files.h"
+#include "core/io/png.h"
+#include "core/io/safetensors.h"
+#include "core/methods/registry.h"
+#include "core/train.h"
+#include "core/version.h"
+#include "core/zoo.h"
+
+namespace dfkd {
+
+double secs_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+Progress::Progress(const EmitFn& emit) : emit_(emit), start_(Clock::now()), last_(Clock::now() - std::chrono::seconds(1)) {}
+
+void Progress::report(const std::string& phase, int64_t step, int64_t total, const Losses& l, double items_per_sec,
+                      double fraction_done, Json extra) {
+  auto now = Clock::now();
+  if (std::chrono::duration<double>(now - last_).count() < 0.1 && step < total) return;
+  last_ = now;
+  Json e = extra.is_object() ? extra : Json(Json::Object{});
+  e["type"] = "progress";
+  e["phase"] = phase;
+  e["step"] = step;
+  e["total"] = total;
+  e["losses"] = losses_json(l);
+  e["throughput"] = items_per_sec;
+  double el = secs_since(start_);
+  e["elapsed"] = el;
+  e["eta"] = fraction_done > 1e-6 ? std::max(0.0, el / fraction_done - el) : -1.0;
+  emit_(e);
+}
+
+torch::Device pick_device(const std::string& d) {
+  if (d == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  torch::Device dev(torch::kCPU);
+  try { dev = torch::Device(d); } catch (...) { fail("E_CONFIG", "unknown device '" + d + "' (use 'cpu', 'cuda', 'cuda:N' or 'auto')"); }
+  if (dev.is_cuda() && !torch::cuda::is_available())
+    fail("E_DEVICE", "device '" + d + "' was asked for, but this libtorch has no CUDA or no GPU is visible; "
+                     "build dfkd against a CUDA libtorch (LIBTORCH=...) or use device 'cpu'");
+  return dev;
+}
+
+void set_threads(int64_t threads) {
+  if (threads > 0) torch::set_num_threads(int(threads));
+}
+
+// ---- Run ---------------------------------------------------------------------------------------
+
+void Run::log(const std::string& msg) { emit(Json(Json::Object{{"type", "log"}, {"message", msg}})); }
+void Run::phase(const std::string& p) { emit(Json(Json::Object{{"type", "phase"}, {"phase", p}})); }
+void Run::check_cancel(const std::string& where) const {
+  if (cancel.load()) fail("E_CANCELLED", "cancelled " + where);
+}
+
+Losses Run::student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
+  const auto& t = cfg.recipe.train;
+  auto parts = dfkd::student_step(*teacher, student, *opt, x, y, t.loss, t.temperature, t.ce_weight, step);
+  commit_pending();  // the state held since the last checkpoint gave a finite loss (E_NAN throws first)
+  return parts;
+}
+
+void Run::maybe_eval(int64_t step) {
+  const int64_t every = cfg.eval_every;
+  if (every <= 0 || !test.size() || (step % every != 0 && step != steps)) return;
+  auto r = evaluate(nullptr, &student, test, 512, device);
+  Json e = r.json();
+  e["type"] = "eval";
+  e["step"] = step;
+  emit(e);
+  evals.as_array().push_back(Json(Json::Object{
+      {"step", step}, {"studentAccuracy", r.student_acc}, {"elapsed", timings["train"] + timings["synthesize"]}}));
+}
+
+void Run::save_samples(const torch::Tensor& x, const torch::Tensor& y) {
+  if (!cfg.output.samples) return;
+  const std::string& base = cfg.output.samples_prefix;
+  write_safetensors(base + ".safetensors",
+                    {{"x", x.detach().cpu().contiguous()}, {"y", y.defined() ? y.cpu() : torch::empty({0}, torch::kLong)}},
+                    {{"dfkd", meta.dump()}});
+  save_png_grid(x, base + ".png", meta.nums("mean"), meta.nums("std"));
+}
+
+Run::RngState Run::rng_state() { return {rng->host.get_state(), rng->shared() ? torch::Tensor() : rng->device.get_state()}; }
+void Run::put_rng(Checkpoint& c, const RngState* state) {
+  auto st = state ? *state : rng_state();
+  c.out().write("job.rng", st.first);
+  if (st.second.defined()) c.out().write("device.rng", st.second);
+}
+void Run::load_rng(CheckpointReader& ck) {
+  ck.generator("job", rng->host);
+  if (!rng->shared()) ck.generator("device", rng->device);
+}
+
+// A state with non-finite weights is never written: E_NAN, and the file on disk stays.
+void Run::save_checkpoint(Method& m, const char* reason, bool defer) {
+  if (!module_finite(student)) fail("E_NAN", "the student's weights are no longer finite; lower the learning rate");
+  Checkpoint ck;
+  Json st = m.save(*this, ck);
+  if (reason) st["reason"] = reason;
+  ck.put_module("student", student);
+  opt->save(ck.out());
+  st["method"] = cfg.method;
+  st["seed"] = double(cfg.seed);
+  ck.put_json("state", st);
+  pending_bytes = ck.bytes();
+  pending_state = st;
+  pending = true;
+  if (!defer) commit_pending();
+}
+
+void Run::commit_pending() {
+  if (!pending) return;
+  pending = false;
+  write_file_atomic(cfg.output.checkpoint, pending_bytes);
+  std::string().swap(pending_bytes);
+  good_ckpt = cfg.output.checkpoint;
+  emit(Json(Json::Object{{"type", "checkpoint"}, {"path", cfg.output.checkpoint}, {"state", pending_state}}));
+}
+
+namespace {
+
+Json shape_json(const std::vector<int64_t>& s) { return Json(Json::Array(s.begin(), s.end())); }
+
+void setup(Run& r) {
+  auto t0 = Clock::now();
+  const DistillConfig& c = r.cfg;
+  r.device = pick_device(c.device);
+  r.rng = std::make_unique<Rng>(c.seed, r.device);
+  set_threads(c.threads);
+  r.phase("load");
+  r.teacher = std::make_unique<Teacher>(c.teacher, r.device, c.layers);
+  if (!c.data.is_null()) r.train = load_dataset(c.data);
+  if (!c.test.is_null()) r.test = load_dataset(c.test);
+  std::vector<int64_t> explicit_shape = c.input_shape;
+  if (explicit_shape.empty() && r.train.size()) explicit_shape = r.train.x.sizes().slice(1).vec();
+  if (explicit_shape.empty() && r.test.size()) explicit_shape = r.test.x.sizes().slice(1).vec();
+  r.shape = r.teacher->input_shape(explicit_shape);
+  r.classes = r.teacher->num_classes(r.shape);
+  for (auto* ds : {&r.train, &r.test})  // (cross_entropy would fail with an uncoded libtorch error)
+    if (ds->labeled() && ds->size() && ds->y.max().item<int64_t>() >= r.classes)
+      fail("E_DATA_INVALID", std::string(ds == &r.train ? "training" : "test") + " labels go up to " +
+                                 std::to_string(ds->y.max().item<int64_t>()) + ", the teacher predicts " +
+                                 std::to_string(r.classes) + " classes");
+  if (r.test.size() && r.test.x.sizes().slice(1).vec() != r.shape)
+    fail("E_SHAPE", "test images have shape " + shape_str(r.test.x.sizes().slice(1)) + ", the input shape is " + shape_str(r.shape));
+  r.student = make_student(c.student, r.shape, r.classes, r.rng->host, r.device);
+  {
+    torch::NoGradGuard ng;
+    std::vector<int64_t> full{2};
+    full.insert(full.end(), r.shape.begin(), r.shape.end());
+    r.student.eval();
+    auto out = run_logits(r.student, torch::zeros(full, torch::TensorOptions().device(r.device)), "student");
+    r.student.train();
+    if (out.size(1) != r.classes)
+      fail("E_CLASS_MISMATCH", "the student predicts " + std::to_string(out.size(1)) + " classes, the teacher " + std::to_string(r.classes));
+  }
+  const auto& o = c.output;
+  make_dirs(o.dir);
+  for (auto* p : {&o.student, &o.report, &o.checkpoint}) make_parent_dirs(*p);
+  const auto& t = c.recipe.train;
+  if (t.batch < 1) fail("E_CONFIG", "train.batchSize must be at least 1");
+  if (!(t.temperature > 0)) fail("E_CONFIG", "train.temperature must be positive");
+  r.meta = r.teacher->meta().is_object() ? r.teacher->meta() : Json(Json::Object{});
+  r.meta["inputShape"] = shape_json(r.shape);
+  r.meta["numClasses"] = r.classes;
+  r.meta["method"] = c.method;
+  r.timings["load"] += secs_since(t0);
+}
+
+// Runs the method's units; on cancel or NaN writes a checkpoint and rethrows.
+void drive(Run& r, Method& m) {
+  const int64_t every = r.cfg.checkpoint_every;
+  try {
+    m.begin(r);
+    while (!m.done()) {
+      m.advance(r);
+      if (every > 0 && m.unit() % every == 0 && !m.done()) r.save_checkpoint(m, nullptr, /*defer=*/true);
+    }
+    r.commit_pending();
+  } catch (const Error& e) {
+    r.pending = false;
+    auto keep_last_good = [&](const std::string& why) {
+      std::string msg = std::string(e.what()) + "; " + why + "; ";
+      msg += r.good_ckpt.empty() ? "no earlier checkpoint of a good state exists (checkpointEvery keeps periodic ones)"
+                                 : "the last good checkpoint is " + r.good_ckpt + " (pass it as resume to continue)";
+      return Error("E_NAN", msg, r.good_ckpt);
+    };
+    // The student's (or generator's) loss is not finite: the state in memory diverged. Keep
+    // the last good checkpoint rather than overwriting it.
+    if (e.code == "E_NAN" && !r.synthesizing) throw keep_last_good("the diverged state was not saved");
+    if (e.code == "E_CANCELLED" || e.code == "E_NAN") {
+      // Cancelled, or a synthesis loss became NaN (the student is untouched): save the state.
+      try {
+        r.save_checkpoint(m, e.code == "E_CANCELLED" ? "cancelled" : "nan");
+      } catch (const Error& bad) {
+        if (bad.code != "E_NAN") throw;
+        throw keep_last_good("the weights are no longer finite, so they were not saved");
+      }
+      const std::string& ck = r.cfg.output.checkpoint;
+      throw Error(e.code, std::string(e.what()) + "; checkpoint written to " + ck + " (pass it as resume to continue)", ck);
+    }
+    throw;
+  }
+  m.finish(r);
+}
+
+std::string iso_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Json report_of(Run& r) {
+  Json report;
+  int64_t sp = 0, tp = 0;
+  for (auto p : r.student.parameters()) sp += p.numel();
+  for (auto p : r.teacher->module().parameters()) tp += p.numel();
+  report["method"] = r.cfg.method;
+  report["teacher"] = Json(Json::Object{{"path", r.teacher->path()}, {"parameters", tp}});
+  report["student"] = Json(Json::Object{{"path", r.cfg.output.student}, {"parameters", sp}});
+  report["device"] = r.device.str();
+  report["seed"] = double(r.cfg.seed);
+  report["inputShape"] = shape_json(r.shape);
+  report["numClasses"] = r.classes;
+  report["studentSteps"] = r.steps;
+  report["synthesized"] = r.synthesized;
+  Json tj = Json(Json::Object{});
+  double total = 0;
+  for (auto& [k, v] : r.timings) { tj[k] = v; total += v; }
+  tj["total"] = total;
+  report["timings"] = tj;
+  report["losses"] = Json(Json::Object{{"student", losses_json(r.last_student)}, {"synthesis", losses_json(r.last_synth)}});
+  if (!r.evals.as_array().empty()) report["evals"] = r.evals;
+  report["report"] = r.cfg.output.report;
+  // Provenance: the effective config, what ran it, when.
+  Json cfg = config_json(r.cfg);
+  const MethodInfo& mi = method_info(r.cfg.method);
+  Json all = recipe_json(r.cfg.recipe);
+  for (auto* k : {"train", "synth", "generator", "adversarial"}) cfg.as_object().erase(k);
+  Json used = sections_json(all, mi);  // (a named value: the loop must not outlive it)
+  for (auto& [k, v] : used.as_object()) cfg[k] = v;
+  report["config"] = cfg;
+  if (!r.cfg.version.empty()) report["dfkd"] = r.cfg.version;
+  if (*kGitCommit) report["commit"] = kGitCommit;
+  report["date"] = iso_now();
+  report["threads"] = int64_t(torch::get_num_threads());
+  return report;
+}
+
+}  // namespace
+
+Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>& cancel) {
+  const DistillConfig cfg = parse_distill(config);
+  const MethodInfo& info = method_info(cfg.method);
+  Run r(cfg, emit, cancel);
+  setup(r);
+  std::unique_ptr<CheckpointReader> ck;
+  Json rs;
+  if (!cfg.resume.empty()) {
+    auto t0 = Clock::now();
+    restoring(cfg.resume, [&] {
+      ck = std::make_unique<CheckpointReader>(cfg.resume);
+      rs = ck->json("state");
+      if (rs.str("method", "") != cfg.method)
+        fail("E_CHECKPOINT", "the checkpoint is of method '" + rs.str("method", "") + "', this run is '" + cfg.method + "'");
+      auto sm = ck->module("student", r.device);
+      copy_state(r.student, sm);
+      r.load_rng(*ck);
+    });
+    r.good_ckpt = cfg.resume;
+    r.log("resuming from " + cfg.resume);
+    r.timings["load"] += secs_since(t0);
+  }
+  auto method = info.make(info);
+  method->init(r);
+  if (ck) restoring(ck->path(), [&] { method->restore(r, *ck, rs); });
+  drive(r, *method);
+
+  // save the student, evaluate, write the report
+  auto t0 = Clock::now();
+  r.phase("save");
+  r.student.eval();
+  save_module(r.student, cfg.output.student, r.meta);
+  r.timings["save"] += secs_since(t0);
+  Json evaluation;
+  if (r.test.size()) {
+    r.phase("evaluate");
+    auto t1 = Clock::now();
+    evaluation = evaluate(&r.teacher->module(), &r.student, r.test, 512, r.device).json();
+    r.timings["evaluate"] += secs_since(t1);
+  }
+  Json report = report_of(r);
+  if (!evaluation.is_null()) report["evaluation"] = evaluation;
+  write_file_atomic(cfg.output.report, report.dump());
+  return report;
+}
+
+}  // namespace dfkd

@@ -1,0 +1,132 @@
+// adversarial: epochs x iterations of (studentSteps student steps on G(z), 1 generator step)
+// (DFAD, Fang et al. 2019; ZSKT, Micaelis & Storkey 2019), with DAFL's terms (Chen et al. 2019)
+// and DeepInversion's BN term as options. Defaults: VainF/Data-Free-Adversarial-Distillation
+// DFAD_mnist.py, below.
+#include "core/driver.h"
+#include "core/io/files.h"
+#include "core/methods/method.h"
+#include "core/train.h"
+
+namespace dfkd {
+
+namespace {
+
+Recipe recipe() {
+  Recipe r;
+  // DFAD_mnist.py: the student by SGD lr 0.01, momentum 0.9, wd 1e-4, no schedule, batch 512,
+  // L1 on logits (no temperature: T = 1), no augmentation; 40 epochs x 50 iterations, 5 student
+  // steps per generator step, the generator's batch the student's (a.batch 0).
+  auto& t = r.train;
+  t.optimizer = OptimKind::sgd, t.lr = 0.01, t.momentum = 0.9, t.weight_decay = 1e-4, t.schedule = Schedule::none;
+  t.batch = 512, t.loss = Loss::l1, t.temperature = 1.0, t.crop_padding = 0, t.flip = false;
+  auto& a = r.adversarial;
+  a.epochs = 40, a.iters_per_epoch = 50, a.student_steps = 5, a.batch = 0;
+  // GeneratorA (network/gan.py), nz 100, ngf 64, Adam lr 1e-3 (default betas), L1 discrepancy.
+  auto& g = r.generator;
+  g.nz = 100, g.ngf = 64, g.optimizer = OptimKind::adam, g.lr = 1e-3, g.schedule = Schedule::none;
+  g.loss = Loss::l1, g.adversarial = 1.0;
+  // DAFL terms off (DAFL_train.py uses onehot 1, activation 0.1, entropy 5 when on); BN term off.
+  g.onehot = g.activation = g.entropy = g.bn = 0.0;
+  return r;
+}
+
+class Adversarial : public Method {
+ public:
+  void init(Run& r) override {
+    const auto& a = r.cfg.recipe.adversarial;
+    if (a.epochs < 1 || a.iters_per_epoch < 1 || a.student_steps < 1 || a.batch < 1)
+      fail("E_CONFIG", "adversarial epochs, itersPerEpoch, studentSteps and batchSize must be >= 1");
+    total_ = a.epochs * a.iters_per_epoch;
+    r.steps = total_ * a.student_steps;
+    r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.recipe.train, r.steps);
+    g_ = std::make_unique<GeneratorSynth>(r.cfg.recipe.generator, *r.teacher, r.shape, r.rng->host, total_);
+  }
+  void restore(Run& r, CheckpointReader& ck, const Json& st) override {
+    r.opt->load(ck.in());
+    auto gm = ck.module("generator", r.device);
+    copy_state(g_->module(), gm);
+    torch::serialize::InputArchive ga;
+    ck.in().read("generator_optim", ga);
+    g_->optim().load(ga);
+    it_ = st.integer("iteration", 0);
+    // Building the generator in init() drew its initial weights from the RNG, which the driver
+    // had already restored: restore it again, or every z after a resume differs from the run's.
+    r.load_rng(ck);
+  }
+  Json save(Run& r, Checkpoint& c) override {
+    if (!module_finite(g_->module())) fail("E_NAN", "the generator's weights are no longer finite; lower the generator lr");
+    r.put_rng(c);
+    c.put_module("generator", g_->module());
+    torch::serialize::OutputArchive ga;
+    g_->optim().save(ga);
+    c.out().write("generator_optim", ga);
+    return Json(Json::Object{{"iteration", it_}});
+  }
+  void begin(Run& r) override {
+    r.phase("train");
+    t0_ = Clock::now();
+    it0_ = it_;
+  }
+  bool done() const override { return it_ >= total_; }
+  int64_t unit() const override { return it_; }
+  void advance(Run& r) override {
+    const auto& a = r.cfg.recipe.adversarial;
+    const auto& t = r.cfg.recipe.train;
+    const int64_t ns = a.student_steps;
+    r.check_cancel("at iteration " + std::to_string(it_));
+    for (int64_t j = 0; j < ns; ++j) {
+      auto x = g_->sample(t.batch, *r.rng);
+      r.last_student = r.student_step(x, torch::Tensor(), it_ * ns + j);
+      if (a.diagnostics && j == ns - 1) {  // the same batch after the step
+        torch::NoGradGuard ng;
+        BufferSnapshot keep(r.student);
+        r.last_student["kd_after"] = losses::discrepancy(t.loss, run_logits(r.student, x, "student"),
+                                                         r.teacher->logits(x), t.temperature).item<double>();
+      }
+    }
+    last_g_ = g_->step(r.student, a.batch, t.temperature, *r.rng, it_, a.diagnostics);
+    Losses all = r.last_student;
+    for (auto& [k, v] : last_g_) all["g_" + k] = v;
+    r.synthesized += ns * t.batch + a.batch;
+    double el = secs_since(t0_);
+    r.progress.report("train", it_ + 1, total_, all, (it_ + 1 - it0_) * double(ns * t.batch + a.batch) / std::max(el, 1e-9),
+                      double(it_ + 1) / total_,
+                      Json(Json::Object{{"epoch", it_ / a.iters_per_epoch + 1}, {"epochs", a.epochs}}));
+    r.maybe_eval((it_ + 1) * ns);
+    ++it_;
+  }
+  // The generator, as TorchScript, and a grid of its samples.
+  void finish(Run& r) override {
+    r.timings["train"] += secs_since(t0_);
+    for (auto& [k, v] : last_g_) r.last_synth[k] = v;
+    auto ts = Clock::now();
+    const std::string& gpath = r.cfg.output.generator;
+    make_parent_dirs(gpath);
+    g_->module().eval();
+    Json gmeta = r.meta;
+    gmeta["nz"] = g_->nz();
+    save_module(g_->module(), gpath, gmeta);
+    auto x = g_->sample(64, *r.rng);
+    {
+      torch::NoGradGuard ng;
+      r.save_samples(x, r.teacher->logits(x).argmax(1));
+    }
+    r.timings["save"] += secs_since(ts);
+  }
+
+ private:
+  std::unique_ptr<GeneratorSynth> g_;
+  int64_t it_ = 0, it0_ = 0, total_ = 0;
+  Losses last_g_;
+  Clock::time_point t0_;
+};
+
+}  // namespace
+
+std::unique_ptr<Method> make_adversarial(const MethodInfo&) { return std::make_unique<Adversarial>(); }
+
+MethodInfo adversarial_method() {
+  return {"adversarial", recipe, make_adversarial, nullptr, "train generator adversarial", /*generator_loop=*/true};
+}
+
+}  // namespace dfkd

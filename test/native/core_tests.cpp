@@ -1,0 +1,214 @@
+// Unit tests of native/core, linked against dfkd_core (ctest; `npm run test:native`): losses
+// (finite-difference gradient checks, float64), bank wrap-around, the schedule, a safetensors
+// round trip, the dtype table and overflow guard, config parsing, and the taps of a scripted vs a
+// traced teacher (test/fixtures, made by `npm run fixtures`; skipped without them).
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/io/dtype.h"
+#include "core/io/safetensors.h"
+#include "core/job.h"
+#include "core/losses.h"
+#include "core/optim.h"
+#include "core/teacher.h"
+#include "core/train.h"
+
+using namespace dfkd;
+
+namespace {
+
+int failures = 0, checks = 0;
+#define EXPECT(cond)                                                                          \
+  do {                                                                                       \
+    ++checks;                                                                                \
+    if (!(cond)) { ++failures; std::cerr << __FILE__ << ":" << __LINE__ << ": EXPECT(" #cond ") failed\n"; } \
+  } while (0)
+
+template <class F>
+std::string error_of(F&& f) {  // "CODE: message" of what f throws, "" if nothing
+  try { f(); } catch (const Error& e) { return e.code + ": " + e.what(); }
+  return "";
+}
+
+// max |autograd - central difference| / max(1, |grad|) over 24 sampled coordinates.
+double grad_error(const std::function<torch::Tensor(const torch::Tensor&)>& f, torch::Tensor x, at::Generator& gen) {
+  x = x.clone().requires_grad_(true);
+  auto g = torch::autograd::grad({f(x)}, {x})[0].detach().reshape(-1);
+  auto xf = x.detach().clone().reshape(-1);
+  const double eps = 1e-6;
+  double worst = 0;
+  auto idx = torch::randint(0, xf.numel(), {24}, gen, torch::kLong);
+  for (int64_t k = 0; k < idx.numel(); ++k) {
+    int64_t i = idx[k].item<int64_t>();
+    auto xp = xf.clone(), xm = xf.clone();
+    xp[i] += eps;
+    xm[i] -= eps;
+    double num = (f(xp.view(x.sizes())).item<double>() - f(xm.view(x.sizes())).item<double>()) / (2 * eps);
+    double ana = g[i].item<double>();
+    worst = std::max(worst, std::abs(num - ana) / std::max(1.0, std::abs(ana)));
+  }
+  return worst;
+}
+
+void test_gradients() {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  auto act = torch::randn({4, 3, 6, 7}, gen, torch::kDouble);
+  auto even = torch::randn({4, 3, 6, 8}, gen, torch::kDouble);
+  auto other = torch::randn({4, 3, 6, 7}, gen, torch::kDouble) * 2 + 0.5;
+  auto logits = torch::randn({5, 4}, gen, torch::kDouble);
+  auto t_logits = torch::randn({5, 4}, gen, torch::kDouble);
+  auto feats = torch::randn({5, 6}, gen, torch::kDouble);
+  auto amp = losses::spectrum(other, false), pw = losses::spectrum(other, true);
+  auto mean = torch::rand({3}, gen, torch::kDouble), stdv = torch::rand({3}, gen, torch::kDouble) + 0.5;
+  std::vector<Tap> taps{{"a", TapKind::bn, mean, stdv}, {"b", TapKind::bn, mean * 2, stdv}};
+  std::map<std::string, std::pair<std::function<torch::Tensor(const torch::Tensor&)>, torch::Tensor>> cases{
+      {"spectral_amplitude", {[&](const torch::Tensor& x) { return losses::spectral(x, amp, false); }, act}},
+      {"spectral_power", {[&](const torch::Tensor& x) { return losses::spectral(x, pw, true); }, act}},
+      {"spectral_bn", {[&](const torch::Tensor& x) { return losses::spectral_bn(x, mean, stdv); }, act}},
+      {"spectral_bn_even_width", {[&](const torch::Tensor& x) { return losses::spectral_bn(x, mean, stdv); }, even}},
+      {"bn_stats", {[&](const torch::Tensor& x) { return losses::bn_stats(x, mean, stdv); }, act}},
+      {"bn_sum", {[&](const torch::Tensor& x) { return losses::bn_sum({x, x * 0.5}, taps, {0, 1}, 10.0); }, act}},
+      {"feature_stats", {[&](const torch::Tensor& x) { return losses::feature_stats(x, mean, stdv, false); }, act}},
+      {"feature_stats_squared", {[&](const torch::Tensor& x) { return losses::feature_stats(x, mean, stdv, true); }, act}},
+      {"tv_l1", {[&](const torch::Tensor& x) { return losses::tv(x).first; }, act}},
+      {"tv_l2", {[&](const torch::Tensor& x) { return losses::tv(x).second; }, act}},
+      {"l2_prior", {[&](const torch::Tensor& x) { return losses::l2_prior(x); }, act}},
+      {"kd_kl", {[&](const torch::Tensor& x) { return losses::kd_kl(x, t_logits, 4.0); }, logits}},
+      {"l1_logits", {[&](const torch::Tensor& x) { return losses::l1_logits(x, t_logits); }, logits}},
+      {"adi_competition", {[&](const torch::Tensor& x) { return losses::adi_competition(x, t_logits, 3.0); }, logits}},
+      {"dafl_onehot", {[&](const torch::Tensor& x) { return losses::dafl_onehot(x); }, logits}},
+      {"dafl_activation", {[&](const torch::Tensor& x) { return losses::dafl_activation(x); }, feats}},
+      {"dafl_entropy", {[&](const torch::Tensor& x) { return losses::dafl_entropy(x); }, logits}},
+  };
+  for (auto& [name, c] : cases) {
+    double e = grad_error(c.first, c.second, gen);
+    std::cout << "  gradient " << name << ": " << e << "\n";
+    EXPECT(e < 1e-5);
+  }
+  // Terms compose in order, with their weights; a term returning an undefined tensor is skipped.
+  Tapped t{t_logits, {}};
+  torch::Tensor y;
+  Losses parts;
+  std::vector<losses::Term> terms{{"a", 2.0, [&](const losses::TermInput&) { return torch::ones({}, torch::kDouble); }},
+                                  {"skip", 5.0, [&](const losses::TermInput&) { return torch::Tensor(); }},
+                                  {"b", -1.0, [&](const losses::TermInput&) { return torch::full({}, 3.0, torch::kDouble); }}};
+  auto total = losses::compose(terms, losses::TermInput{logits, y, t, nullptr}, logits, parts, "total");
+  EXPECT(total.item<double>() == -1.0 && parts["a"] == 1.0 && parts["b"] == 3.0 && !parts.count("skip") && parts["total"] == -1.0);
+}
+
+void test_bank() {
+  Bank bank(5);
+  bank.add(torch::arange(3, torch::kFloat).view({3, 1}));
+  EXPECT(bank.size() == 3);
+  bank.add(torch::arange(3, 7, torch::kFloat).view({4, 1}));  // wraps: 5, 6 overwrite 0, 1
+  EXPECT(bank.size() == 5);
+  EXPECT(torch::equal(bank.all().view(-1), torch::tensor({5.f, 6.f, 2.f, 3.f, 4.f})));
+  Bank newest(0);  // capacity 0: only the newest batch
+  newest.add(torch::ones({2, 1}));
+  newest.add(torch::zeros({3, 1}));
+  EXPECT(newest.size() == 3 && newest.all().sum().item<double>() == 0);
+}
+
+void test_schedule() {
+  EXPECT(scheduled_lr(Schedule::cosine, 1.0, 0, 10, 0) == 1.0);
+  EXPECT(std::abs(scheduled_lr(Schedule::cosine, 1.0, 5, 10, 0) - 0.5) < 1e-12);
+  EXPECT(scheduled_lr(Schedule::cosine, 1.0, 20, 10, 0) == 0.0);  // clamped past the end
+  EXPECT(scheduled_lr(Schedule::cosine, 2.0, 1, 10, 4) == 1.0);  // warm-up: 2 * 2 / 4
+  EXPECT(scheduled_lr(Schedule::none, 0.3, 7, 10, 0) == 0.3);
+  EXPECT(std::abs(scheduled_lr(Schedule::step, 1.0, 6, 10, 0, {3, 6}, 0.1) - 0.01) < 1e-15);
+}
+
+void test_safetensors_and_dtypes() {
+  auto dir = std::filesystem::temp_directory_path() / ("dfkd-core-tests-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto path = (dir / "t.safetensors").string();
+  auto f = torch::randn({2, 3});
+  auto l = torch::arange(5, torch::kLong);
+  auto u = torch::tensor({1, 2, 255}, torch::kUInt8);
+  auto d = torch::randn({4}, torch::kDouble);
+  auto e = torch::empty({0, 3});
+  write_safetensors(path, {{"f", f}, {"l", l}, {"u", u}, {"d", d}, {"e", e}}, {{"k", "v"}});
+  std::map<std::string, std::string> md;
+  auto back = read_safetensors(path, &md, "E_NOT_FOUND", "E_INVALID");
+  std::map<std::string, torch::Tensor> by(back.begin(), back.end());
+  EXPECT(md["k"] == "v");
+  EXPECT(torch::equal(by["f"], f) && torch::equal(by["l"], l) && torch::equal(by["u"], u) && torch::equal(by["d"], d));
+  EXPECT(by["e"].sizes() == e.sizes());
+  EXPECT(error_of([&] { read_safetensors((dir / "none").string(), nullptr, "E_NOT_FOUND", "E_INVALID"); }).rfind("E_NOT_FOUND", 0) == 0);
+  std::filesystem::remove_all(dir);
+  // one dtype table
+  EXPECT(dtype_by_npy("<f4")->type == torch::kFloat && dtype_by_npy("=f8")->type == torch::kDouble && dtype_by_npy("u1")->item == 1);
+  EXPECT(!dtype_by_npy(">f4") && dtype_by_name("int64")->safetensors == std::string("I64") && !dtype_by_safetensors("BF16"));
+  // one overflow guard
+  EXPECT(checked_count({2, 3, 4}) == uint64_t(24) && !checked_count({-1}) && !checked_count({1 << 30, 1 << 30, 1 << 30}));
+  EXPECT(checked_count({}) == uint64_t(1) && checked_count({0, int64_t(1) << 62}) == uint64_t(0));
+}
+
+void test_config() {
+  Json j = Json::parse(R"({"teacher": "t.pt", "method": "classical", "train": {"lr": 0.5}})");
+  auto c = parse_distill(j);
+  EXPECT(c.recipe.train.lr == 0.5 && c.recipe.train.steps == 2000 && c.recipe.train.temperature == 4.0);
+  EXPECT(c.output.student == "dfkd-out/student.pt");
+  auto di = parse_distill(Json::parse(R"({"teacher": "t.pt", "synth": {"rounds": 3}, "outDir": null})"));
+  EXPECT(di.method == "deepinversion" && di.recipe.synth.bn == 10.0 && di.recipe.train.temperature == 20.0);
+  EXPECT(di.recipe.synth.bank_size == 3 * 256);
+  EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "train": {"lrr": 1}})")); }) ==
+        "E_CONFIG: unknown config key 'train.lrr'");
+  EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "bogus": 1})")); }) == "E_CONFIG: unknown config key 'bogus'");
+  EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "method": "nope"})")).method; }).find("unknown method 'nope'") != std::string::npos);
+  EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "train": {"loss": "l2"}})")); }).find("train.loss") != std::string::npos);
+  auto d = distill_defaults();
+  EXPECT(d.get("methods").get("adversarial").get("generator").num("lr", 0) == 1e-3);
+  EXPECT(!d.get("methods").get("classical").has("synth"));
+  EXPECT(d.get("methods").get("noise").get("synth").integer("batchSize", 0) == 64);
+}
+
+void test_taps() {
+  const std::string scripted = "test/fixtures/tiny_bn.pt", traced = "test/fixtures/tiny_bn_traced.pt";
+  if (!std::filesystem::exists(scripted) || !std::filesystem::exists(traced)) {
+    std::cout << "  taps: skipped (no test/fixtures: npm run fixtures)\n";
+    return;
+  }
+  Teacher a(scripted, torch::kCPU), b(traced, torch::kCPU);
+  EXPECT(a.taps().size() == b.taps().size() && !a.bn_taps().empty());
+  for (size_t i = 0; i < std::min(a.taps().size(), b.taps().size()); ++i)
+    EXPECT(a.taps()[i].name == b.taps()[i].name && a.taps()[i].kind == b.taps()[i].kind);
+  auto shape = a.input_shape();
+  std::vector<int64_t> full{4};
+  full.insert(full.end(), shape.begin(), shape.end());
+  auto x = torch::randn(full);
+  auto ta = a.forward_tapped(x), tb = b.forward_tapped(x);
+  EXPECT(torch::allclose(ta.logits, tb.logits));
+  for (size_t i = 0; i < std::min(ta.acts.size(), tb.acts.size()); ++i) EXPECT(torch::allclose(ta.acts[i], tb.acts[i]));
+  // gradients reach the input through the tapped graph
+  auto xg = x.clone().requires_grad_(true);
+  auto out = a.forward_tapped(xg);
+  out.acts[a.bn_taps()[0]].pow(2).mean().backward();
+  EXPECT(xg.grad().defined() && xg.grad().abs().sum().item<double>() > 0);
+}
+
+}  // namespace
+
+int main() {
+  torch::set_num_threads(1);
+  std::vector<std::pair<const char*, void (*)()>> tests{
+      {"gradients", test_gradients}, {"bank", test_bank}, {"schedule", test_schedule},
+      {"safetensors_and_dtypes", test_safetensors_and_dtypes}, {"config", test_config}, {"taps", test_taps}};
+  for (auto& [name, fn] : tests) {
+    std::cout << name << "\n";
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      ++failures;
+      std::cerr << name << ": threw " << e.what() << "\n";
+    }
+  }
+  std::cout << checks << " checks, " << failures << " failed\n";
+  return failures ? 1 : 0;
+}
