@@ -17,6 +17,14 @@ const MNIST = process.env.DFKD_MNIST ?? path.resolve(ROOT, "..", "shared", "data
 const TEACHER = path.join(ROOT, "models", "mnist_lenet5.pt");
 
 const hash = (file) => createHash("sha256").update(weights(readFileSync(file)).join("\n")).digest("hex");
+/** A safetensors stats file's tensors (header without __metadata__, which names the teacher's path). */
+function statsHash(file) {
+  const raw = readFileSync(file);
+  const n = Number(raw.readBigUInt64LE(0));
+  const header = JSON.parse(raw.subarray(8, 8 + n).toString("utf8"));
+  delete header.__metadata__;
+  return createHash("sha256").update(JSON.stringify(header)).update(raw.subarray(8 + n)).digest("hex");
+}
 
 const mnist = (start, end) => dfkd.mnist(MNIST, { start, end });
 const small = { teacher: TEACHER, seed: 0, threads: 1, test: mnist(7000, 7300), output: { samples: false } };
@@ -45,7 +53,7 @@ export async function record(only) {
   const stats = path.join(dir, "mnist.stats.safetensors");
   const out = {};
   const st = await dfkd.stats({ teacher: TEACHER, data: mnist(0, 256), output: stats, threads: 1 });
-  out.stats = { samples: st.samples, layers: st.layers.length, sha256: createHash("sha256").update(readFileSync(stats)).digest("hex") };
+  out.stats = { samples: st.samples, layers: st.layers.length, sha256: statsHash(stats) };
   for (const [name, cfg] of Object.entries(CASES)) {
     if (only && !only.includes(name)) continue;
     const outDir = path.join(dir, name);
