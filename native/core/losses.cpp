@@ -89,10 +89,14 @@ std::pair<torch::Tensor, torch::Tensor> tv(const torch::Tensor& x) {
 
 torch::Tensor l2_prior(const torch::Tensor& x) { return x.reshape({x.size(0), -1}).norm(2, 1).mean(); }
 
+// As NVlabs/DeepInversion's deepinversion.py: M is the mean of the unclamped P and Q, then all
+// three are clamped to [0.01, 0.99].
 torch::Tensor adi_competition(const torch::Tensor& s, const torch::Tensor& t, double T) {
-  auto P = torch::softmax(s / T, 1).clamp(0.01, 0.99);
-  auto Q = torch::softmax(t / T, 1).clamp(0.01, 0.99);
+  auto P = torch::softmax(s / T, 1);
+  auto Q = torch::softmax(t / T, 1);
   auto M = (0.5 * (P + Q)).clamp(0.01, 0.99);
+  P = P.clamp(0.01, 0.99);
+  Q = Q.clamp(0.01, 0.99);
   auto opts = F::KLDivFuncOptions().reduction(torch::kBatchMean);
   auto js = 0.5 * F::kl_div(P.log(), M, opts) + 0.5 * F::kl_div(Q.log(), M, opts);
   return 1.0 - js.clamp(0.0, 1.0);
