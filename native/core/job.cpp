@@ -41,9 +41,10 @@ Json run_job(const std::string& kind, const Json& config, const EmitFn& emit, co
     // TorchScript's profiling executor (on by default) re-specializes each graph after profiling
     // runs and moves differentiable regions into autodiff subgraphs with their own backward. For
     // the input-optimization loops (a backward to the input through the teacher every step) that
-    // costs more than it gives: DeepInversion on ResNet-8 at batch 256 ran at 0.78x eager PyTorch
-    // with it, 1.10x without (bench/results). The generator loop goes the other way (about 10-15%
-    // faster with it), so methods with generator_loop (adversarial) keep it. Without it the
+    // cost more than it gave in one A/B run of session 2 (DeepInversion on ResNet-8 at batch 256,
+    // no committed results row: measure it with the speed benchmark's ours-jit / ours-nojit
+    // variants). The generator loop went the other way in that run, so methods with
+    // generator_loop (adversarial) keep it. Without it the
     // interpreter runs the graph's ops one by one under the ordinary autograd engine, as eager
     // does, minus Python. The setting is thread_local and each job has its own thread;
     // DFKD_JIT_OPTIMIZE=1/0 forces it.
