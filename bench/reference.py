@@ -84,7 +84,7 @@ class ResNet8(nn.Module):
 
 
 class Generator(nn.Module):
-    """zoo.cpp make_generator (DFAD's GeneratorA)."""
+    """zoo.cpp make_generator (DFAD's GeneratorA, its last BatchNorm affine)."""
 
     def __init__(self, nz, ngf, shape):
         super().__init__()
@@ -94,7 +94,7 @@ class Generator(nn.Module):
         self.bn0 = nn.BatchNorm2d(2 * ngf)
         self.conv1, self.bn1 = nn.Conv2d(2 * ngf, 2 * ngf, 3, 1, 1), nn.BatchNorm2d(2 * ngf)
         self.conv2, self.bn2 = nn.Conv2d(2 * ngf, ngf, 3, 1, 1), nn.BatchNorm2d(ngf)
-        self.conv3, self.bn3 = nn.Conv2d(ngf, c, 3, 1, 1), nn.BatchNorm2d(c, affine=False)
+        self.conv3, self.bn3 = nn.Conv2d(ngf, c, 3, 1, 1), nn.BatchNorm2d(c)
 
     def forward(self, z):
         x = self.l1(torch.flatten(z, 1)).view(-1, 2 * self.ngf, self.h0, self.w0)

@@ -117,7 +117,7 @@ async function loadDfkd() {
 }
 
 const LOAD_AT_START = os.loadavg();
-function environment(dfkd, threads) {
+export function environment(dfkd, threads) {
   const git = (...a) => {
     try { return execFileSync("git", a, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim(); } catch { return ""; }
   };
@@ -180,18 +180,13 @@ export const PUBLISHED = {
   },
 };
 
-/** Tiny sizes for --quick: every row runs a few steps only. */
+/** Tiny explicit sizes for --quick: every row runs a few steps only, whatever method auto picks. */
 export function quickConfig(cfg) {
-  const c = { ...cfg };
-  if (c.method === "classical") c.train = { ...c.train, steps: 5, batchSize: 16 };
-  else if (c.method === "adversarial") {
-    c.adversarial = { ...c.adversarial, epochs: 1, itersPerEpoch: 2, batchSize: 16, studentSteps: 1 };
-    c.generator = { ...c.generator, ngf: 8 };
-    c.train = { ...c.train, batchSize: 16 };
-  } else {
-    c.synth = { ...c.synth, rounds: 1, iterations: 2, batchSize: 16 };
-    c.train = { ...c.train, stepsPerRound: 2, batchSize: 16 };
-  }
+  const { budget: _budget, ...c } = cfg;
+  c.train = { ...c.train, steps: 5, stepsPerRound: 2, batchSize: 16 };
+  c.synth = { ...c.synth, rounds: 1, iterations: 2, batchSize: 16 };
+  c.adversarial = { ...c.adversarial, epochs: 1, itersPerEpoch: 2, batchSize: 16, studentSteps: 1 };
+  c.generator = { ...c.generator, ngf: 8 };
   return c;
 }
 

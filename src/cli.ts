@@ -98,7 +98,10 @@ program.name("dfkd").description("Data-free knowledge distillation of TorchScrip
 
 program.command("distill").description("distill a teacher into a smaller student, with or without data")
   .argument("[teacher]", "TorchScript teacher file")
-  .option("--default", "the main job: the bundled MNIST LeNet-5 teacher -> LeNet-5-half by DeepInversion, scored on the MNIST report split (rows 8500:10000)")
+  .option("--default", "the main job: the bundled MNIST LeNet-5 teacher -> LeNet-5-half, method auto, a 1-minute budget, scored on the MNIST report split (rows 8500:10000)")
+  .option("-b, --budget <duration>", 'wall-clock budget: seconds or "90s", "10m", "2h" (default 5m when no size is given)', (v: string) => (/^\d+(\.\d+)?$/.test(v) ? Number(v) : v))
+  .option("--input-shape <c,h,w>", "the teacher's input shape, when its file does not say", nums)
+  .option("--prior <prior>", "synthesized inputs: natural (flips), digits (no flips) or auto (1 channel: digits)")
   .option("-s, --student <model|file>", `student: a built-in model (${"lenet5, lenet5_half, resnet8, resnet20, resnet18"}) or a TorchScript file`)
   .addOption(methodOption())
   .option("--data <images>", "training data (classical): IDX(.gz) or .npy images").option("--labels <file>", "training labels")
@@ -106,7 +109,7 @@ program.command("distill").description("distill a teacher into a smaller student
   .option("--test <images>", "labeled test images for the report").option("--test-labels <file>", "test labels")
   .option("--test-range <a:b>", "rows of the test data")
   .option("--mnist <dir>", "MNIST folder: train on rows 0:7000 (classical), test on the report split 8500:10000")
-  .option("--mean <m,...>", "normalization mean per channel (after scaling bytes to [0,1])", nums)
+  .option("--mean <m,...>", "the teacher's input normalization: mean per channel (after scaling bytes to [0,1]); also applied to --data/--test", nums)
   .option("--std <s,...>", "normalization std per channel", nums)
   .option("--stats <file>", "statistics file from `dfkd stats` (statistical, spectral)")
   .option("--layers <a,b>", "extra teacher submodules to tap", list)
@@ -135,12 +138,13 @@ program.command("distill").description("distill a teacher into a smaller student
       if (o.mnist) {
         if (!hasMnist(o.mnist)) throw new DfkdError("E_DATA_NOT_FOUND", `no MNIST IDX files in ${o.mnist}`);
         const s = mnistSplit(o.mnist);
-        if ((cfg.method ?? "deepinversion") === "classical") cfg.data = s.train;
+        if (cfg.method === "classical") cfg.data = s.train;
         cfg.test = s.test;
       }
       cfg.data = dataset(o.data, o.labels, o.dataRange, o.mean, o.std) ?? cfg.data;
       cfg.test = dataset(o.test, o.testLabels, o.testRange, o.mean, o.std) ?? cfg.test;
-      for (const [flag, key] of [["stats", "stats"], ["layers", "layers"], ["device", "device"], ["threads", "threads"], ["seed", "seed"], ["evalEvery", "evalEvery"], ["checkpointEvery", "checkpointEvery"], ["out", "outDir"], ["resume", "resume"]] as const)
+      if (o.mean && o.std) cfg.normalization = { mean: o.mean, std: o.std };
+      for (const [flag, key] of [["budget", "budget"], ["inputShape", "inputShape"], ["prior", "prior"], ["stats", "stats"], ["layers", "layers"], ["device", "device"], ["threads", "threads"], ["seed", "seed"], ["evalEvery", "evalEvery"], ["checkpointEvery", "checkpointEvery"], ["out", "outDir"], ["resume", "resume"]] as const)
         if (o[flag] !== undefined) (cfg as Record<string, unknown>)[key] = o[flag];
       const train = { ...cfg.train }, synth = { ...cfg.synth }, adv = { ...cfg.adversarial };
       if (o.steps !== undefined) train.steps = o.steps;
@@ -159,7 +163,9 @@ program.command("distill").description("distill a teacher into a smaller student
       else {
         const ev = report.evaluation;
         process.stdout.write(
-          `\nmethod ${report.method}: student saved to ${report.student.path} (${report.student.parameters} parameters; teacher ${report.teacher.parameters})\n` +
+          (report.methodChoice ? `\nmethod auto -> ${report.method}: ${report.methodChoice.reason}` : "") +
+            (report.budget ? `\nbudget ${report.budget.seconds} s (${report.budget.source}): ${report.budget.units} ${report.budget.unit}s planned, ${report.budget.spent.toFixed(1)} s spent` : "") +
+            `\nmethod ${report.method}: student saved to ${report.student.path} (${report.student.parameters} parameters; teacher ${report.teacher.parameters})\n` +
             (ev ? `held-out accuracy (${ev.samples} images): teacher ${pct(ev.teacherAccuracy)}, student ${pct(ev.studentAccuracy)}, agreement ${pct(ev.agreement)}\n` : "no test set: accuracy not measured\n") +
             `synthesized ${report.synthesized} images; ${report.studentSteps} student steps; ${report.timings.total.toFixed(1)} s (` +
             Object.entries(report.timings).filter(([k]) => k !== "total").map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(", ") + `)\nreport: ${report.report}\n`,

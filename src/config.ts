@@ -8,7 +8,7 @@ import { z } from "zod";
 import { DfkdError } from "./errors.js";
 
 /** The built-in methods (the addon's registry may hold more: `Object.keys(defaults().methods)`). */
-export type Method = "classical" | "statistical" | "spectral" | "deepinversion" | "adversarial" | "noise" | (string & {});
+export type Method = "auto" | "classical" | "statistical" | "spectral" | "deepinversion" | "adversarial" | "noise" | (string & {});
 
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -140,13 +140,26 @@ export const distillSchema = z.strictObject({
   teacher: z.string().min(1),
   /** A built-in model name (see zoo()) or a TorchScript file. Default: lenet5_half. */
   student: z.string().min(1).optional(),
-  /** A method of the registry (native/core/methods); the core refuses an unknown one. */
+  /** A method of the registry (native/core/methods), or "auto" (the default): classical when
+   * `data` is given, spectral with a `stats` file, else adversarial (with the BatchNorm term for
+   * a teacher with BatchNorm, DAFL's terms without). The report says which and why. */
   method: z.custom<Method>((v) => typeof v === "string" && v.length > 0, { message: "expected a method name" }).optional(),
   device: z.string().regex(/^(cpu|cuda|auto|cuda:\d+)$/, "device must be cpu, cuda, cuda:N or auto").optional(),
   seed: nonNegInt.optional(),
   threads: positiveInt.optional(),
   /** Teacher input [C, H, W]; default: the teacher file's dfkd metadata, or the data's shape. */
   inputShape: z.array(positiveInt).length(3).optional(),
+  /** Wall-clock budget of the whole run: seconds, or "90s", "10m", "2h", "1h30m". The run measures
+   * what a step costs on this machine and sizes itself (rounds, epochs, steps) to end within it;
+   * sizes given explicitly are kept. Default: 5 minutes when no size is given. */
+  budget: z.union([positive, z.string().regex(/^(\d+(\.\d+)?(s|m|min|h)?)+$/, 'budget: a duration like "90s", "10m", "2h"')]).optional(),
+  /** What synthesized inputs should look like: "natural" (photos: random flips), "digits"
+   * (digits, letters, documents: no flips). Default "auto": one channel -> digits, else natural. */
+  prior: z.enum(["auto", "natural", "digits"]).optional(),
+  /** The teacher's input normalization, (pixel/255 - mean) / std per channel, when its file has no
+   * dfkd metadata: for the samples' images and the student's metadata. Default: the metadata,
+   * else the test (or data) set's mean/std. */
+  normalization: z.strictObject({ mean: z.array(z.number().finite()).min(1), std: z.array(positive).min(1) }).optional(),
   /** Training data (classical) — data-free methods never need it. */
   data: datasetSchema.optional(),
   /** Labeled test set: accuracy of teacher and student and their agreement go in the report. */

@@ -17,6 +17,7 @@ export const ERROR_CODES = [
   "E_NAN",
   "E_OOM",
   "E_CANCELLED",
+  "E_BUDGET",
   "E_CHECKPOINT",
   "E_DEVICE",
   "E_IO",

@@ -33,8 +33,32 @@ export interface Accuracy {
   agreement?: number;
 }
 
+/** The budget of a run (report.budget): what calibration measured and how the run was sized. */
+export interface BudgetReport {
+  /** The budget in seconds, and whether it came from the config or the default (5 minutes). */
+  seconds: number;
+  source: "config" | "default";
+  /** Seconds per synthesis iteration, student step, generator step and evaluation, measured here. */
+  calibration: { synthIteration: number; studentStep: number; generatorStep: number; evaluate: number };
+  calibrationSeconds: number;
+  /** The loop's unit (round, iteration, step), its estimated cost, and how many the run does. */
+  unit: "round" | "iteration" | "step";
+  unitSeconds: number;
+  units: number;
+  /** The sizes the budget set (keys like "synth.rounds"); sizes given in the config are kept. */
+  plan: Record<string, number>;
+  /** Estimated and actual seconds of the whole run. */
+  estimate: number;
+  spent: number;
+  warnings?: string[];
+  resumed?: boolean;
+}
+
 export interface DistillReport {
   method: Method;
+  /** When the method was "auto": why this one. */
+  methodChoice?: { method: "auto"; reason: string };
+  budget?: BudgetReport;
   teacher: { path: string; parameters: number };
   student: { path: string; parameters: number };
   device: string;

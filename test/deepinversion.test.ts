@@ -11,7 +11,9 @@ describe("deepinversion", () => {
     requireMnist();
     const out = tmp();
     const synth: ProgressEvent[] = [];
-    const cfg = mainJob();  // the README's main job: the CI-sized DeepInversion preset
+    // The library's deepinversion recipe at a CI size: 16 rounds of 256 images x 100 iterations,
+    // 100 KD steps a round (about a minute and a half on 2 cores).
+    const cfg = { teacher: TEACHER, method: "deepinversion", seed: 0, synth: { rounds: 16, batchSize: 256 }, train: { stepsPerRound: 100 } };
     const r = await distill({ ...cfg, test: mnistVal(), outDir: out })
       .on("progress", (e) => { if (e.phase === "synthesize" && e.round === 1) synth.push(e); });
     expect(r.method).toBe("deepinversion");
@@ -26,7 +28,14 @@ describe("deepinversion", () => {
     expect(r.timings.synthesize).toBeGreaterThan(0);
     expect(r.timings.train).toBeGreaterThan(0);
     expect(r.losses.synthesis.bn).toBeGreaterThan(0);
-    expect(r.synthesized).toBe(cfg.synth!.rounds! * cfg.synth!.batchSize!);
+    expect(r.synthesized).toBe(cfg.synth.rounds * cfg.synth.batchSize);
+  });
+
+  it("the main job is the library's default with a teacher and a 1-minute budget: no recipe knob", () => {
+    const { teacher, student, seed, budget, outDir, test, ...rest } = mainJob();
+    expect([teacher, student, seed, budget, outDir]).toEqual([TEACHER, "lenet5_half", 0, "1m", "dfkd-out"]);
+    expect(test === undefined || test.start === 8500).toBe(true);
+    expect(rest).toEqual({});
   });
 
   it("the Adaptive DeepInversion term is 1 - JS(student, teacher) at T = 3, as an independent computation gives", async () => {

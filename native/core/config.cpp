@@ -14,6 +14,7 @@ constexpr EnumName<Loss> kLoss[] = {{"kl", Loss::kl}, {"l1", Loss::l1}};
 constexpr EnumName<OptimKind> kOptim[] = {{"sgd", OptimKind::sgd}, {"adam", OptimKind::adam}};
 constexpr EnumName<Schedule> kSchedule[] = {{"none", Schedule::none}, {"cosine", Schedule::cosine}, {"step", Schedule::step}};
 constexpr EnumName<Spectrum> kSpectrum[] = {{"amplitude", Spectrum::amplitude}, {"power", Spectrum::power}};
+constexpr EnumName<Prior> kPrior[] = {{"auto", Prior::automatic}, {"natural", Prior::natural}, {"digits", Prior::digits}};
 
 template <class E, size_t N>
 const char* enum_name(const EnumName<E> (&table)[N], E v) {
@@ -48,6 +49,35 @@ const char* name_of(Loss v) { return enum_name(kLoss, v); }
 const char* name_of(OptimKind v) { return enum_name(kOptim, v); }
 const char* name_of(Schedule v) { return enum_name(kSchedule, v); }
 const char* name_of(Spectrum v) { return enum_name(kSpectrum, v); }
+const char* name_of(Prior v) { return enum_name(kPrior, v); }
+
+double parse_budget(const Json& v) {
+  const char* usage = "budget must be a positive number of seconds or a duration like \"90s\", \"10m\", \"2h\", \"1h30m\"";
+  double secs = 0;
+  if (v.is_number()) {
+    secs = v.as_number();
+  } else if (v.is_string()) {
+    const std::string s = v.as_string();
+    size_t i = 0;
+    while (i < s.size()) {
+      size_t j = i;
+      while (j < s.size() && (std::isdigit(static_cast<unsigned char>(s[j])) || s[j] == '.')) ++j;
+      size_t k = j;
+      while (k < s.size() && std::isalpha(static_cast<unsigned char>(s[k]))) ++k;
+      if (j == i) fail("E_CONFIG", std::string(usage) + ", got \"" + s + "\"");
+      double n = std::stod(s.substr(i, j - i));
+      std::string unit = s.substr(j, k - j);
+      double mult = unit == "" || unit == "s" ? 1 : unit == "m" || unit == "min" ? 60 : unit == "h" ? 3600 : -1;
+      if (mult < 0) fail("E_CONFIG", std::string(usage) + ", got \"" + s + "\" (unknown unit '" + unit + "')");
+      secs += n * mult;
+      i = k;
+    }
+  } else {
+    fail("E_CONFIG", usage);
+  }
+  if (!(secs > 0) || !std::isfinite(secs)) fail("E_CONFIG", usage);
+  return secs;
+}
 
 // ---- Reader / Writer -------------------------------------------------------------------------
 
@@ -86,6 +116,7 @@ DFKD_READ(Loss, v = enum_value(kLoss, p->as_string(), key(k)))
 DFKD_READ(OptimKind, v = enum_value(kOptim, p->as_string(), key(k)))
 DFKD_READ(Schedule, v = enum_value(kSchedule, p->as_string(), key(k)))
 DFKD_READ(Spectrum, v = enum_value(kSpectrum, p->as_string(), key(k)))
+DFKD_READ(Prior, v = enum_value(kPrior, p->as_string(), key(k)))
 #undef DFKD_READ
 
 template <class T> void Writer::field(const char* k, const T& v) {
@@ -182,6 +213,7 @@ template <class V> void visit_top(V& v, DistillConfig& c) {
   v.fields("teacher", c.teacher, "student", c.student, "device", c.device, "seed", c.seed, "threads", c.threads);
   v.fields("inputShape", c.input_shape, "data", c.data, "test", c.test, "stats", c.stats, "layers", c.layers);
   v.fields("evalEvery", c.eval_every, "checkpointEvery", c.checkpoint_every, "resume", c.resume, "version", c.version);
+  v.field("prior", c.prior);
 }
 
 DistillConfig parse_distill(const Json& j) {
@@ -190,6 +222,21 @@ DistillConfig parse_distill(const Json& j) {
   r.field("method", c.method);
   c.recipe = method_info(c.method).recipe();
   visit_top(r, c);
+  if (const Json* b = r.take("budget"); b && !b->is_null()) c.budget = parse_budget(*b);
+  if (const Json* n = r.take("normalization"); n && !n->is_null()) {
+    Reader nr(*n, "normalization");
+    nr.fields("mean", c.mean, "std", c.std);
+    nr.finish();
+    if (c.mean.empty() || c.mean.size() != c.std.size())
+      fail("E_CONFIG", "normalization needs mean and std with one value per channel (or one for all)");
+    for (double s : c.std) if (!(s > 0)) fail("E_CONFIG", "normalization.std must be positive");
+  }
+  for (const char* sec : {"train", "synth", "generator", "adversarial"}) {
+    const Json& sj = j.get(sec);
+    if (sj.is_object())
+      for (auto& [k, v] : sj.as_object())
+        if (!v.is_null()) c.given[std::string(sec) + "." + k] = true;
+  }
   read_section(r, "output", c.output);
   read_section(r, "train", c.recipe.train);
   read_section(r, "synth", c.recipe.synth);
@@ -215,6 +262,12 @@ Json config_json(const DistillConfig& c) {
   visit_top(w, const_cast<DistillConfig&>(c));
   Json j = w.out;
   for (auto* k : {"data", "test"}) if (j.get(k).is_null()) j.as_object().erase(k);
+  if (c.budget > 0) j["budget"] = c.budget;
+  if (!c.mean.empty()) {
+    Writer n;
+    n.fields("mean", const_cast<std::vector<double>&>(c.mean), "std", const_cast<std::vector<double>&>(c.std));
+    j["normalization"] = n.out;
+  }
   j["output"] = write_section(c.output);
   Json r = recipe_json(c.recipe);
   for (auto& [k, v] : r.as_object()) j[k] = v;

@@ -89,8 +89,20 @@ struct OutputConfig {
   bool samples = true;
 };
 
+// Without a budget and without explicit sizes, a run is sized to this many seconds on the machine
+// it runs on: the family benchmark's budget (bench/family.json, issue 20), not the papers'
+// GPU-day sizes. `budget` in a config overrides it; explicit sizes (synth.rounds,
+// adversarial.epochs / itersPerEpoch, train.steps) override the sizing.
+constexpr double kDefaultBudgetSeconds = 300.0;
+
+// The input prior: what a synthesized input should look like. "auto" follows the teacher's input:
+// one channel -> "digits" (digits, documents, scans: a mirrored sample is not one of the class, so
+// no flip), otherwise "natural" (DeepInversion's random flip).
+enum class Prior { automatic, natural, digits };
+
 struct DistillConfig {
-  std::string method = "deepinversion";
+  std::string method = "auto";  // auto: chosen from the teacher and what the user gives (choose_method)
+  std::string method_reason;    // why auto chose it ("" when the user named the method)
   std::string teacher, student = "lenet5_half";  // student: a zoo name or a TorchScript file
   std::string device = "cpu";
   uint64_t seed = 0;
@@ -103,8 +115,17 @@ struct DistillConfig {
   int64_t eval_every = 0, checkpoint_every = 0;
   std::string resume;
   std::string version;  // the façade's package version, for the report
+  double budget = 0;     // seconds; 0: none given (kDefaultBudgetSeconds when no size is given)
+  Prior prior = Prior::automatic;
+  std::vector<double> mean, std;  // the teacher's input normalization; empty: metadata, then datasets
+  // Which sizes the user gave (keys "synth.rounds", "adversarial.epochs", ...): a budget never overrides them.
+  std::map<std::string, bool> given;
   Recipe recipe;
+  bool has(const std::string& key) const { return given.count(key) > 0; }
 };
+
+// Seconds from a budget value: a number of seconds, or "90s", "10m", "2h", "1h30m".
+double parse_budget(const Json& v);
 
 // fields("a", x, "b", y, ...): field() of each (key, value) pair, for Reader and Writer.
 template <class Self>
@@ -134,6 +155,7 @@ class Reader : public FieldList<Reader> {
   void field(const char* k, OptimKind& v);
   void field(const char* k, Schedule& v);
   void field(const char* k, Spectrum& v);
+  void field(const char* k, Prior& v);
   const Json* take(const char* k);  // the raw value (null when absent), marked read
   void finish() const;
   const std::string& where() const { return where_; }
@@ -172,5 +194,6 @@ const char* name_of(Loss v);
 const char* name_of(OptimKind v);
 const char* name_of(Schedule v);
 const char* name_of(Spectrum v);
+const char* name_of(Prior v);
 
 }  // namespace dfkd

@@ -6,6 +6,8 @@
 #include "core/io/png.h"
 #include "core/io/safetensors.h"
 #include "core/methods/registry.h"
+#include "core/plan.h"
+#include "core/stats.h"
 #include "core/train.h"
 #include "core/version.h"
 #include "core/zoo.h"
@@ -81,7 +83,17 @@ void Run::save_samples(const torch::Tensor& x, const torch::Tensor& y) {
   write_safetensors(base + ".safetensors",
                     {{"x", x.detach().cpu().contiguous()}, {"y", y.defined() ? y.cpu() : torch::empty({0}, torch::kLong)}},
                     {{"dfkd", meta.dump()}});
-  save_png_grid(x, base + ".png", meta.nums("mean"), meta.nums("std"));
+  // Each image labeled with the class the teacher sees in it and its confidence ("7 98%").
+  std::vector<std::string> labels;
+  {
+    torch::NoGradGuard ng;
+    auto n = std::min<int64_t>(64, x.size(0));
+    auto p = torch::softmax(teacher->logits(x.slice(0, 0, n)), 1).cpu();
+    auto [conf, cls] = p.max(1);
+    for (int64_t i = 0; i < n; ++i)
+      labels.push_back(std::to_string(cls[i].item<int64_t>()) + " " + std::to_string(std::llround(100 * conf[i].item<double>())) + "%");
+  }
+  save_png_grid(x, base + ".png", meta.nums("mean"), meta.nums("std"), 64, 8, labels);
 }
 
 Run::RngState Run::rng_state() { return {rng->host.get_state(), rng->shared() ? torch::Tensor() : rng->device.get_state()}; }
@@ -105,6 +117,7 @@ void Run::save_checkpoint(Method& m, const char* reason, bool defer) {
   opt->save(ck.out());
   st["method"] = cfg.method;
   st["seed"] = double(cfg.seed);
+  if (budget.is_object()) st["budget"] = budget;  // a resumed run keeps its sizes
   ck.put_json("state", st);
   pending_bytes = ck.bytes();
   pending_state = st;
@@ -133,12 +146,21 @@ void setup(Run& r) {
   set_threads(c.threads);
   r.phase("load");
   r.teacher = std::make_unique<Teacher>(c.teacher, r.device, c.layers);
+  if (c.layers.empty() && !c.stats.empty()) {
+    // A stats file names the layers it was computed on: tap them (`layers` overrides).
+    std::vector<std::string> extra;
+    for (auto& l : load_stats(c.stats).layers)
+      if (!r.teacher->tap_index(l.name)) extra.push_back(l.name);
+    if (!extra.empty()) r.teacher = std::make_unique<Teacher>(c.teacher, r.device, extra);
+  }
   if (!c.data.is_null()) r.train = load_dataset(c.data);
   if (!c.test.is_null()) r.test = load_dataset(c.test);
   std::vector<int64_t> explicit_shape = c.input_shape;
   if (explicit_shape.empty() && r.train.size()) explicit_shape = r.train.x.sizes().slice(1).vec();
   if (explicit_shape.empty() && r.test.size()) explicit_shape = r.test.x.sizes().slice(1).vec();
   r.shape = r.teacher->input_shape(explicit_shape);
+  if (r.teacher->shape_source().rfind("inferred", 0) == 0)
+    r.log("input shape " + shape_str(r.shape) + " " + r.teacher->shape_source() + "; pass inputShape if it is not");
   r.classes = r.teacher->num_classes(r.shape);
   for (auto* ds : {&r.train, &r.test})  // (cross_entropy would fail with an uncoded libtorch error)
     if (ds->labeled() && ds->size() && ds->y.max().item<int64_t>() >= r.classes)
@@ -171,13 +193,49 @@ void setup(Run& r) {
   r.timings["load"] += secs_since(t0);
 }
 
+// A budgeted run's deadline: after each unit, the units left are re-sized from the measured pace
+// of this run (calibration measures a few steps; the pace of the whole loop includes what it
+// left out: data movement, progress, a machine that got busier). Re-sized only when the end
+// would miss the budget by more than 3%, so the schedule does not jitter.
+class Deadline {
+ public:
+  explicit Deadline(Run& r) : r_(r), active_(r.budget.is_object() && !r.budget.get("plan").as_object().empty()) {}
+  void start(Method& m) { t0_ = Clock::now(), u0_ = m.unit(); }
+  void check(Method& m) {
+    if (!active_ || m.done()) return;
+    const int64_t done = m.unit() - u0_;
+    if (done < 2 && secs_since(t0_) < 5) return;  // too little measured yet
+    const double pace = secs_since(t0_) / std::max<int64_t>(1, done);
+    const double reserve = r_.budget.get("calibration").num("evaluate", 0) + 1.0;
+    const double left = r_.budget.num("seconds", 0) - secs_since(r_.started) - reserve;
+    const int64_t want = std::max<int64_t>(m.unit() + 1, m.unit() + int64_t(std::floor(left / pace)));
+    const double miss = std::abs(double(want - m.total())) * pace;
+    if (miss < 0.03 * r_.budget.num("seconds", 0)) return;
+    Json changed = m.resize(r_, want);
+    Json plan = r_.budget.get("plan");
+    for (auto& [k, v] : changed.as_object()) plan[k] = v;
+    r_.budget["plan"] = plan;
+    r_.budget["units"] = want;
+    r_.budget["resized"] = r_.budget.num("resized", 0) + 1;
+  }
+
+ private:
+  Run& r_;
+  bool active_;
+  Clock::time_point t0_;
+  int64_t u0_ = 0;
+};
+
 // Runs the method's units; on cancel or NaN writes a checkpoint and rethrows.
 void drive(Run& r, Method& m) {
   const int64_t every = r.cfg.checkpoint_every;
+  Deadline deadline(r);
   try {
     m.begin(r);
+    deadline.start(m);
     while (!m.done()) {
       m.advance(r);
+      deadline.check(m);
       if (every > 0 && m.unit() % every == 0 && !m.done()) r.save_checkpoint(m, nullptr, /*defer=*/true);
     }
     r.commit_pending();
@@ -223,6 +281,14 @@ Json report_of(Run& r) {
   for (auto p : r.student.parameters()) sp += p.numel();
   for (auto p : r.teacher->module().parameters()) tp += p.numel();
   report["method"] = r.cfg.method;
+  if (!r.cfg.method_reason.empty()) report["methodChoice"] = Json(Json::Object{{"method", "auto"}, {"reason", r.cfg.method_reason}});
+  if (r.budget.is_object()) {
+    Json b = r.budget;
+    double total = 0;
+    for (auto& [k, v] : r.timings) total += v;
+    b["spent"] = total;
+    report["budget"] = b;
+  }
   report["teacher"] = Json(Json::Object{{"path", r.teacher->path()}, {"parameters", tp}});
   report["student"] = Json(Json::Object{{"path", r.cfg.output.student}, {"parameters", sp}});
   report["device"] = r.device.str();
@@ -246,6 +312,11 @@ Json report_of(Run& r) {
   for (auto* k : {"train", "synth", "generator", "adversarial"}) cfg.as_object().erase(k);
   Json used = sections_json(all, mi);  // (a named value: the loop must not outlive it)
   for (auto& [k, v] : used.as_object()) cfg[k] = v;
+  if (r.budget.is_object())  // the sizes the run ended with (the deadline may have re-sized it)
+    for (auto& [k, v] : r.budget.get("plan").as_object()) {
+      auto dot = k.find('.');
+      if (cfg.has(k.substr(0, dot))) cfg[k.substr(0, dot)][k.substr(dot + 1)] = v;
+    }
   report["config"] = cfg;
   if (!r.cfg.version.empty()) report["dfkd"] = r.cfg.version;
   if (*kGitCommit) report["commit"] = kGitCommit;
@@ -257,10 +328,21 @@ Json report_of(Run& r) {
 }  // namespace
 
 Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>& cancel) {
-  const DistillConfig cfg = parse_distill(config);
+  auto t_start = Clock::now();
+  Json j = config;
+  std::string reason;
+  if (!j.has("method") || j.get("method").is_null() || (j.get("method").is_string() && j.get("method").as_string() == "auto")) {
+    auto [m, why] = choose_method(j);
+    j["method"] = m;
+    reason = why;
+  }
+  DistillConfig cfg = parse_distill(j);
+  cfg.method_reason = reason;
   const MethodInfo& info = method_info(cfg.method);
   Run r(cfg, emit, cancel);
+  r.started = t_start;
   setup(r);
+  r.timings["load"] = secs_since(t_start);  // (the method choice loads the teacher too)
   std::unique_ptr<CheckpointReader> ck;
   Json rs;
   if (!cfg.resume.empty()) {
@@ -278,6 +360,8 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
     r.log("resuming from " + cfg.resume);
     r.timings["load"] += secs_since(t0);
   }
+  resolve_defaults(cfg, r, info);
+  r.budget = plan_budget(cfg, r, info, rs.is_object() ? rs.get("budget") : Json());
   auto method = info.make(info);
   method->init(r);
   if (ck) restoring(ck->path(), [&] { method->restore(r, *ck, rs); });

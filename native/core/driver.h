@@ -52,6 +52,8 @@ struct Run {
   Json meta;                  // normalization etc. stored with the student
   Json evals = Json(Json::Array{});
   std::string good_ckpt;      // the latest checkpoint of a good state: written by this run, or resumed from
+  Json budget;                // the budget's calibration and plan (plan.h); null when unbudgeted
+  Clock::time_point started = Clock::now();  // the job's start: a budget counts from it
 
   Run(const DistillConfig& c, const EmitFn& e, const std::atomic<bool>& k) : cfg(c), emit(e), cancel(k), progress(e) {}
 

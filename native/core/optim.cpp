@@ -34,7 +34,13 @@ Optim::Optim(std::vector<torch::Tensor> params, const OptimConfig& c, int64_t to
     opt_ = std::make_unique<torch::optim::Adam>(
         params, torch::optim::AdamOptions(c.lr).betas({c.betas[0], c.betas[1]}).weight_decay(c.weight_decay));
   }
-  for (double m : c.milestones) milestones_.push_back(m < 1.0 ? int64_t(m * total_) : int64_t(m));
+  set_total(total_);
+}
+
+void Optim::set_total(int64_t total) {
+  total_ = std::max<int64_t>(total, 1);
+  milestones_.clear();
+  for (double m : c_.milestones) milestones_.push_back(m < 1.0 ? int64_t(m * total_) : int64_t(m));
 }
 
 void Optim::step_schedule(int64_t step) {

@@ -20,6 +20,7 @@ class Optim {
  public:
   Optim(std::vector<torch::Tensor> params, const OptimConfig& c, int64_t total_steps);
   void step_schedule(int64_t step);  // sets the lr for `step` (0-based)
+  void set_total(int64_t total);     // a budgeted run re-sized mid-way (the schedule follows)
   void zero_grad() { opt_->zero_grad(); }
   void step() { opt_->step(); }
   double lr() const { return lr_now_; }

@@ -1,5 +1,7 @@
 #include "core/teacher.h"
 
+#include <cmath>
+
 #include "core/io/files.h"
 
 #include <torch/csrc/jit/api/function_impl.h>
@@ -121,13 +123,63 @@ std::optional<int64_t> Teacher::tap_index(const std::string& name) const {
   return std::nullopt;
 }
 
-std::vector<int64_t> Teacher::input_shape(const std::vector<int64_t>& explicit_shape) const {
-  if (!explicit_shape.empty()) return explicit_shape;
+// Users' teachers rarely carry dfkd metadata, and a saved TorchScript graph keeps no input sizes
+// (a traced graph's inputs load back as plain `Tensor`). What the weights say: the first
+// parameter of a convolutional net is a conv weight [out, in, k, k] (in = the input channels;
+// the side is probed among common sizes, and must be the only one the teacher accepts); that of
+// an MLP a linear weight [out, in], in = C*H*W for a square image of 1 or 3 channels.
+std::vector<int64_t> Teacher::input_shape(const std::vector<int64_t>& explicit_shape) {
+  if (!explicit_shape.empty()) {
+    shape_source_ = "given";
+    return explicit_shape;
+  }
   auto s = to_shape(meta_.nums("inputShape"));
-  if (s.empty())
-    fail("E_CONFIG", "the input shape of teacher " + path_ +
-                         " is unknown: pass inputShape (e.g. [1, 28, 28]) or a dataset");
-  return s;
+  if (!s.empty()) {
+    shape_source_ = "the teacher's dfkd metadata";
+    return s;
+  }
+  const std::string hint = " pass inputShape (e.g. [1, 28, 28]; --input-shape 1,28,28) or a dataset";
+  std::string first;
+  torch::Tensor w;
+  for (const auto& p : module_.named_parameters()) {
+    first = p.name;
+    w = p.value;
+    break;
+  }
+  if (w.defined() && w.dim() == 2) {
+    const int64_t n = w.size(1);
+    for (int64_t c : {1, 3}) {
+      auto side = std::llround(std::sqrt(double(n / c)));
+      if (n % c == 0 && side * side * c == n) {
+        shape_source_ = "inferred from " + first + " " + shape_str(w.sizes()) + " (a square image of " + std::to_string(c) + " channel" + (c > 1 ? "s" : "") + ")";
+        return {c, side, side};
+      }
+    }
+  }
+  if (w.defined() && w.dim() == 4) {
+    const int64_t c = w.size(1);
+    std::vector<int64_t> fits;
+    torch::NoGradGuard ng;
+    for (int64_t side : {28, 32, 224, 64, 96}) {
+      try {
+        module_.forward({torch::zeros({2, c, side, side}, torch::TensorOptions().device(device_))});
+        fits.push_back(side);
+      } catch (...) {
+      }
+    }
+    if (fits.size() == 1) {
+      shape_source_ = "inferred from " + first + " " + shape_str(w.sizes()) + " (" + std::to_string(c) +
+                      " channels) and the only side of 28, 32, 224, 64, 96 the teacher accepts";
+      return {c, fits[0], fits[0]};
+    }
+    if (fits.size() > 1) {
+      std::string list;
+      for (auto f : fits) list += (list.empty() ? "" : ", ") + shape_str({c, f, f});
+      fail("E_CONFIG", "the input shape of teacher " + path_ + " is ambiguous: its file has no dfkd metadata and it accepts " +
+                           list + ";" + hint);
+    }
+  }
+  fail("E_CONFIG", "the input shape of teacher " + path_ + " is unknown (no dfkd metadata in the file);" + hint);
 }
 
 int64_t Teacher::num_classes(const std::vector<int64_t>& shape) {

@@ -38,8 +38,11 @@ class Teacher {
 
   // Metadata stored by dfkd in the file (extra file "dfkd.json"): inputShape, mean, std, ...
   const Json& meta() const { return meta_; }
-  // The input shape (C,H,W): explicit, else from meta; E_CONFIG when unknown.
-  std::vector<int64_t> input_shape(const std::vector<int64_t>& explicit_shape = {}) const;
+  // The input shape (C,H,W): explicit, else from meta, else inferred from the file (infer_shape);
+  // E_CONFIG when unknown or ambiguous.
+  std::vector<int64_t> input_shape(const std::vector<int64_t>& explicit_shape = {});
+  // How the last input_shape() was found: "given", "metadata" or what inference read.
+  const std::string& shape_source() const { return shape_source_; }
   int64_t num_classes(const std::vector<int64_t>& input_shape);  // runs one forward, cached
   Json info(const std::vector<int64_t>& input_shape);
 
@@ -55,6 +58,7 @@ class Teacher {
   std::vector<Tap> taps_;
   std::shared_ptr<torch::jit::GraphFunction> tapped_fn_;
   int64_t num_classes_ = -1;
+  std::string shape_source_;
 };
 
 // Loads any TorchScript file with dfkd's error codes; also used for students.

@@ -49,6 +49,21 @@ void Bank::add(const torch::Tensor& x) {
   }
 }
 
+void Bank::grow(int64_t capacity) {
+  if (capacity_ <= 0 || capacity <= capacity_) return;
+  if (x_.defined()) {
+    auto shape = x_.sizes().vec();
+    shape[0] = capacity;
+    auto bigger = torch::empty(shape, x_.options());
+    // oldest first: [head, capacity) then [0, head) once the ring has wrapped
+    auto kept = n_ < capacity_ ? x_.slice(0, 0, n_) : torch::cat({x_.slice(0, head_), x_.slice(0, 0, head_)});
+    bigger.slice(0, 0, n_).copy_(kept);
+    x_ = bigger;
+    head_ = n_;
+  }
+  capacity_ = capacity;
+}
+
 void Bank::save(torch::serialize::OutputArchive& a) const {
   a.write("bank.x", x_.defined() ? x_.slice(0, 0, capacity_ > 0 ? x_.size(0) : n_).cpu() : torch::empty({0}));
   a.write("bank.state", torch::tensor({capacity_, n_, head_}, torch::kLong));

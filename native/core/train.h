@@ -25,6 +25,7 @@ class Bank {
  public:
   explicit Bank(int64_t capacity) : capacity_(capacity) {}
   void add(const torch::Tensor& x);
+  void grow(int64_t capacity);  // a larger ring, the images kept (no-op when not larger)
   int64_t size() const { return n_; }
   torch::Tensor get(const torch::Tensor& idx) const { return x_.index_select(0, idx.to(x_.device())); }
   torch::Tensor all() const { return x_.defined() ? x_.slice(0, 0, n_) : x_; }

@@ -190,7 +190,7 @@ Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, 
   m.register_module("conv2", conv(2 * ngf, ngf, 3, 1, 1, true, gen));
   m.register_module("bn2", batchnorm(ngf));
   m.register_module("conv3", conv(ngf, out[0], 3, 1, 1, true, gen));
-  m.register_module("bn3", batchnorm(out[0], /*affine=*/false));
+  m.register_module("bn3", batchnorm(out[0]));  // affine: DFAD's is not (methods/adversarial.cpp)
   define(m,
          "def forward(self, z):\n"
          "  x = self.l1.forward(torch.flatten(z, 1)).view(-1, " + std::to_string(2 * ngf) + ", " + std::to_string(h0) +

@@ -47,6 +47,12 @@ class Classical : public Method {
   }
   bool done() const override { return step_ >= total_; }
   int64_t unit() const override { return step_; }
+  int64_t total() const override { return total_; }
+  Json resize(Run& r, int64_t units) override {
+    total_ = r.steps = units;
+    r.opt->set_total(units);
+    return Json(Json::Object{{"train.steps", units}});
+  }
   void advance(Run& r) override {
     r.check_cancel("at step " + std::to_string(step_));
     const auto& t = r.cfg.recipe.train;

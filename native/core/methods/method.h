@@ -28,6 +28,10 @@ class Method {
   virtual int64_t unit() const = 0;               // units completed
   virtual void advance(Run& r) = 0;               // one unit; E_CANCELLED within it
   virtual void finish(Run& r) {}                  // after the last unit (timings, extra files)
+  virtual int64_t total() const = 0;              // units of the whole run
+  // A budgeted run re-sized mid-way (the driver's deadline check): `units` >= unit() + 1.
+  // Returns the plan entries it changed ({"synth.rounds": n}, ...).
+  virtual Json resize(Run& r, int64_t units) = 0;
 };
 
 struct MethodInfo;

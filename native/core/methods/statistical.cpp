@@ -11,7 +11,7 @@ namespace {
 
 Recipe recipe() {
   Recipe r = inversion_recipe();
-  r.synth.feature = 10.0;  // as DeepInversion's BN weight (same scale: L2 norms of per-channel differences)
+  r.synth.feature = 30.0;  // as DeepInversion's BN weight (same scale: L2 norms of per-channel differences)
   r.synth.first_layer_multiplier = 10.0;  // as DeepInversion's first_bn_multiplier
   return r;
 }

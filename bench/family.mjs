@@ -1,0 +1,139 @@
+#!/usr/bin/env node
+// The teacher-family benchmark (issue 20): every teacher of bench/family.json (trained by
+// scripts/train_family.py on MNIST rows 0..6999) x method, at a fixed wall-clock budget, with
+// the library's default recipe (no per-teacher knob: the config holds the teacher, what a user
+// knows of it — normalization — the budget, the seed and the test rows), into lenet5_half.
+// Choose recipes with --split val on the teachers whose role is "tune"; report with --split
+// report on all of them. classical is the KD-with-data baseline (rows 0..6999, same budget).
+// Results: <out>/family.json (report split) or family.val.json, one row per
+// teacher/method/budget/seed with its provenance, and <out>/family.md (means over seeds).
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { environment } from "./run.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const USAGE = `usage: node bench/family.mjs [options]
+  --budget B         the budget of every run: seconds or "90s", "5m" (default 5m)
+  --seeds a,b        seeds (default 0,1,2); a row per seed, the table gives the mean
+  --split val|report score on the validation rows 7000..8499 (choices) or the report rows
+                     8500..9999 (default report)
+  --teachers a,b     teachers of bench/family.json (default all; "tune": the tune teachers)
+  --methods a,b      auto, adversarial, deepinversion, spectral, classical (default auto,classical);
+                     a method that does not apply to a teacher (deepinversion without BatchNorm)
+                     is skipped
+  --threads N        CPU threads (default 2)
+  --out DIR          results folder (default bench/results)`;
+
+function parseArgs(argv) {
+  const o = { budget: "5m", seeds: [0, 1, 2], split: "report", teachers: [], methods: ["auto", "classical"], threads: 2, out: path.join(ROOT, "bench", "results"), argv };
+  const list = (v) => String(v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i], v = () => argv[++i];
+    if (a === "--budget") o.budget = v();
+    else if (a === "--seeds") o.seeds = list(v()).map(Number);
+    else if (a === "--split") o.split = v();
+    else if (a === "--teachers") o.teachers = list(v());
+    else if (a === "--methods") o.methods = list(v());
+    else if (a === "--threads") o.threads = Number(v());
+    else if (a === "--out") o.out = path.resolve(v());
+    else { console.error(`family: unknown option ${a}\n${USAGE}`); process.exit(2); }
+  }
+  if (!["val", "report"].includes(o.split)) { console.error(USAGE); process.exit(2); }
+  return o;
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const imp = (f) => import(pathToFileURL(path.join(ROOT, "dist", f)).href);
+  const [index, presets] = await Promise.all([imp("index.js"), imp("presets.js")]);
+  if (!presets.hasMnist()) throw new Error(`MNIST not found at ${presets.mnistDir()}`);
+  const family = JSON.parse(readFileSync(path.join(ROOT, "bench", "family.json"), "utf8")).teachers;
+  let names = o.teachers.length ? o.teachers : Object.keys(family);
+  if (names.includes("tune")) names = Object.keys(family).filter((n) => family[n].role === "tune");
+  const split = presets.mnistSplit();
+  const test = o.split === "val" ? split.val : split.test;
+  const work = path.join(ROOT, "bench", "work", "family");
+  mkdirSync(work, { recursive: true });
+  mkdirSync(o.out, { recursive: true });
+  const file = path.join(o.out, o.split === "val" ? "family.val.json" : "family.json");
+  const results = existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : { rows: {} };
+  const command = ["node", "bench/family.mjs", ...o.argv].join(" ");
+  for (const name of names) {
+    const t = family[name];
+    if (!t) throw new Error(`no teacher ${name} in bench/family.json`);
+    const norm = { mean: t.mean, std: t.std };
+    for (const method of o.methods) {
+      if (["deepinversion", "statistical"].includes(method) && !t.bnLayers) continue;
+      for (const seed of o.seeds) {
+        const id = `${name}/${method}/${o.budget}/s${seed}`;
+        const out = path.join(work, id.replaceAll("/", "_"));
+        const cfg = {
+          teacher: path.join(ROOT, t.file), student: "lenet5_half", seed, threads: o.threads, budget: o.budget,
+          normalization: norm, test: { ...test, ...norm }, outDir: out,
+          ...(method === "auto" ? {} : { method }),
+          ...(method === "classical" ? { data: { ...split.train, ...norm } } : {}),
+        };
+        mkdirSync(out, { recursive: true });
+        const cfgFile = path.join(out, "config.json");
+        writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+        const env = environment(index, o.threads);
+        process.stderr.write(`family: ${id} ... `);
+        const r = spawnSync(process.execPath, [path.join(ROOT, "dist", "cli.js"), "distill", "-c", cfgFile, "--json", "-q"], { encoding: "utf8", maxBuffer: 1 << 28 });
+        const last = r.stdout.trim().split("\n").reverse().find((l) => l.startsWith('{"type":"report"'));
+        if (!last) {
+          process.stderr.write(`failed (${r.status}): ${r.stderr.slice(-400)}\n`);
+          results.rows[id] = { teacher: name, method, budget: o.budget, seed, error: (r.stderr || r.stdout).slice(-600), ...env, command };
+          continue;
+        }
+        const rep = JSON.parse(last);
+        const row = {
+          teacher: name, role: t.role, method, chosen: rep.method, reason: rep.methodChoice?.reason, budget: o.budget, seed, split: o.split,
+          studentAccuracy: rep.evaluation.studentAccuracy, teacherAccuracy: rep.evaluation.teacherAccuracy, agreement: rep.evaluation.agreement,
+          seconds: rep.timings.total, budgetSeconds: rep.budget?.seconds, units: rep.budget?.units, unit: rep.budget?.unit, resized: rep.budget?.resized ?? 0,
+          warnings: rep.budget?.warnings, studentSteps: rep.studentSteps, synthesized: rep.synthesized, timings: rep.timings,
+          ...env, reportCommit: rep.commit, config: rep.config, command,
+        };
+        results.rows[id] = row;
+        process.stderr.write(`${(row.studentAccuracy * 100).toFixed(2)}% in ${row.seconds.toFixed(1)} s (${rep.method}, ${row.units} ${row.unit}s)\n`);
+        writeFileSync(file, JSON.stringify(results, null, 2) + "\n");
+      }
+    }
+  }
+  writeFileSync(file, JSON.stringify(results, null, 2) + "\n");
+  writeFileSync(path.join(o.out, "family.md"), table(results, path.join(o.out, "family.json"), path.join(o.out, "family.val.json")));
+  process.stderr.write(`family: wrote ${path.relative(ROOT, file)} and family.md\n`);
+}
+
+/** Markdown: per split and budget, teacher x method, mean student accuracy over seeds (n), mean seconds. */
+export function table(...files) {
+  const rows = [];
+  for (const f of files) if (typeof f === "string" && existsSync(f)) rows.push(...Object.values(JSON.parse(readFileSync(f, "utf8")).rows));
+  let md = "# Teacher family (bench/family.mjs)\n\nStudent lenet5_half, library defaults, the given budget on 2 threads; accuracy on the split named, mean over seeds (n), mean wall seconds of the whole run. Rows with provenance: family.json (report split), family.val.json (validation split).\n";
+  const groups = new Map();
+  for (const r of rows) {
+    if (r.error) continue;
+    const k = `${r.split} / budget ${r.budget}`;
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k).push(r);
+  }
+  for (const [k, rs] of groups) {
+    const methods = [...new Set(rs.map((r) => r.method))];
+    const teachers = [...new Set(rs.map((r) => r.teacher))];
+    md += `\n## ${k}\n\n| teacher (role, teacher acc.) | ${methods.join(" | ")} |\n|---|${methods.map(() => "---").join("|")}|\n`;
+    for (const t of teachers) {
+      const tr = rs.filter((r) => r.teacher === t);
+      const cells = methods.map((m) => {
+        const c = tr.filter((r) => r.method === m);
+        if (!c.length) return "-";
+        const mean = (f) => c.reduce((s, r) => s + f(r), 0) / c.length;
+        return `${(mean((r) => r.studentAccuracy) * 100).toFixed(2)}% (n=${c.length}, ${mean((r) => r.seconds).toFixed(0)} s${m === "auto" ? `, ${c[0].chosen}` : ""})`;
+      });
+      md += `| ${t} (${tr[0].role}, ${(tr[0].teacherAccuracy * 100).toFixed(2)}%) | ${cells.join(" | ")} |\n`;
+    }
+  }
+  return md;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main().catch((e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,137 @@
+// Issue 20: method "auto" (the default), time budgets, input shapes read from a teacher without
+// metadata, labeled samples. The family teachers are committed (scripts/train_family.py).
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { distill, info, stats } from "../src/index.js";
+import { CLI, ROOT, SKIP_MNIST, TEACHER, mnistTeacherRows, mnistVal, rejectsWith, requireMnist, tmp } from "./helpers.js";
+import { execFileSync } from "node:child_process";
+
+const family = (name: string) => path.join(ROOT, "models", "family", `${name}.pt`);
+const MNIST_NORM = { mean: [0.1307], std: [0.3081] };
+// A run that only has to start: one adversarial iteration of tiny batches.
+const tiny = { adversarial: { epochs: 1, itersPerEpoch: 1, batchSize: 8 }, train: { batchSize: 8 } };
+
+describe("method auto", () => {
+  it("is the default and picks adversarial with the BN term for a teacher with BatchNorm", async () => {
+    const r = await distill({ teacher: TEACHER, outDir: tmp(), ...tiny });
+    expect(r.method).toBe("adversarial");
+    expect(r.methodChoice?.reason).toMatch(/3 BatchNorm layers/);
+    const g = r.config.generator as Record<string, number>;
+    expect(g.bn).toBe(1);
+    expect(g.onehot).toBe(0);
+  });
+
+  it("picks adversarial with DAFL's terms for a teacher without BatchNorm and no stats file", async () => {
+    const r = await distill({ teacher: family("lenet5_nobn"), method: "auto", outDir: tmp(), ...tiny });
+    expect(r.method).toBe("adversarial");
+    expect(r.methodChoice?.reason).toMatch(/no BatchNorm/);
+    const g = r.config.generator as Record<string, number>;
+    expect([g.bn, g.onehot, g.activation, g.entropy]).toEqual([0, 1, 0.1, 5]);
+  });
+
+  it("keeps the terms the user gives", async () => {
+    const r = await distill({ teacher: family("lenet5_nobn"), outDir: tmp(), ...tiny, generator: { entropy: 0 } });
+    const g = r.config.generator as Record<string, number>;
+    expect([g.onehot, g.entropy]).toEqual([1, 0]);
+  });
+
+  it.skipIf(SKIP_MNIST)("picks spectral when a stats file is given, and classical when data is", async () => {
+    requireMnist();
+    const dir = tmp();
+    const file = path.join(dir, "stats.safetensors");
+    await stats({ teacher: family("lenet5_nobn"), data: { ...mnistTeacherRows(), end: 512 }, layers: ["conv1", "conv2"], output: file });
+    const s = await distill({ teacher: family("lenet5_nobn"), stats: file, outDir: dir,
+      synth: { iterations: 2, batchSize: 8, rounds: 1 }, train: { stepsPerRound: 1, batchSize: 8 } });
+    expect(s.method).toBe("spectral");
+    expect(s.methodChoice?.reason).toMatch(/statistics file/);
+    const c = await distill({ teacher: TEACHER, data: { ...mnistTeacherRows(), end: 256 }, outDir: tmp(), train: { steps: 2, batchSize: 8 } });
+    expect(c.method).toBe("classical");
+  });
+
+  it("follows the input prior: no synthesis flip for 1-channel digits, jitter a sixteenth of the side", async () => {
+    const r = await distill({ teacher: TEACHER, method: "deepinversion", outDir: tmp(),
+      synth: { iterations: 1, batchSize: 4, rounds: 1 }, train: { stepsPerRound: 1, batchSize: 4 } });
+    const s = r.config.synth as Record<string, unknown>;
+    expect([s.flip, s.jitter]).toEqual([false, 2]);
+    const n = await distill({ teacher: TEACHER, method: "deepinversion", prior: "natural", outDir: tmp(),
+      synth: { iterations: 1, batchSize: 4, rounds: 1 }, train: { stepsPerRound: 1, batchSize: 4 } });
+    expect((n.config.synth as Record<string, unknown>).flip).toBe(true);
+  });
+});
+
+describe("budget", () => {
+  it.skipIf(SKIP_MNIST)("a budgeted run measures, sizes itself, stops by itself and reports how the budget was spent", async () => {
+    requireMnist();
+    const out = tmp();
+    const events: string[] = [];
+    const r = await distill({ teacher: TEACHER, budget: "6s", test: mnistVal(), outDir: out })
+      .on("phase", (e: { phase: string }) => events.push(e.phase));
+    expect(events).toContain("calibrate");
+    const b = r.budget!;
+    expect(b.source).toBe("config");
+    expect(b.seconds).toBe(6);
+    expect(b.calibration.studentStep).toBeGreaterThan(0);
+    expect(b.calibration.generatorStep).toBeGreaterThan(0);
+    expect(b.units).toBeGreaterThanOrEqual(1);
+    // the sizes the run used are the plan's
+    const a = r.config.adversarial as Record<string, number>;
+    expect(a.epochs * a.itersPerEpoch).toBe(b.units);
+    expect(r.studentSteps).toBe(b.units * (a.studentSteps ?? 5));
+    expect(b.spent).toBeGreaterThan(0);
+    expect(r.timings.calibrate).toBeGreaterThan(0);
+    // a 6-second budget is far below what the method needs: the report says so
+    expect(b.warnings?.join(" ")).toMatch(/expect a weak student/);
+    expect(existsSync(path.join(out, "student.pt"))).toBe(true);
+    expect(r.evaluation!.samples).toBe(1500);
+  });
+
+  it("a budget too small for one unit is E_BUDGET saying what does not fit", async () => {
+    const e = await rejectsWith(distill({ teacher: TEACHER, budget: 0.001, outDir: tmp() }), "E_BUDGET");
+    expect(e.message).toMatch(/fits no iteration of adversarial/);
+    expect(e.message).toMatch(/raise the budget to at least/);
+  });
+
+  it("accepts durations and refuses nonsense", async () => {
+    await rejectsWith(distill({ teacher: TEACHER, budget: "5 parsecs", outDir: tmp() }), "E_CONFIG");
+    await rejectsWith(distill({ teacher: TEACHER, budget: -1, outDir: tmp() }), "E_CONFIG");
+  });
+
+  it("explicit sizes are kept: no calibration, no budget in the report", async () => {
+    const r = await distill({ teacher: TEACHER, outDir: tmp(), ...tiny });
+    expect(r.budget).toBeUndefined();
+    expect(r.timings.calibrate).toBeUndefined();
+    expect(r.studentSteps).toBe(5);
+  });
+});
+
+describe("teachers without metadata", () => {
+  it("reads the input shape from the weights when only one fits, and says when it is ambiguous", async () => {
+    expect((await info(family("mlp_raw"))).inputShape).toEqual([1, 28, 28]);   // fc1: [256, 784]
+    expect((await info(family("cnn_gn"))).inputShape).toEqual([1, 28, 28]);   // its classifier fixes the side
+    const e = await rejectsWith(info(family("resnet8_bn")), "E_CONFIG");     // global pooling: any side fits
+    expect(e.message).toMatch(/ambiguous.*\[1, 28, 28\].*\[1, 32, 32\].*--input-shape/s);
+  });
+
+  it("dfkd distill takes --input-shape and --budget, and labels the samples", () => {
+    const out = tmp();
+    execFileSync(process.execPath, [CLI, "distill", family("resnet8_bn"), "--input-shape", "1,28,28", "--mean", "0.1307", "--std", "0.3081",
+      "--epochs", "1", "--iters-per-epoch", "1", "--batch-size", "8", "-o", out, "-q"], { encoding: "utf8" });
+    const rep = JSON.parse(readFileSync(path.join(out, "report.json"), "utf8"));
+    expect(rep.inputShape).toEqual([1, 28, 28]);
+    expect(rep.config.normalization).toEqual(MNIST_NORM);
+    // samples.png: 64 images scaled to 84 px with a label strip, 8 to a row (width 8 x (84 + 4) + 4)
+    const png = readFileSync(path.join(out, "samples.png"));
+    expect(png.readUInt32BE(16)).toBe(708);
+    expect(png.readUInt32BE(20)).toBeGreaterThan(8 * 84);
+  });
+
+  it.skipIf(SKIP_MNIST)("a test set's normalization stands for the teacher's when the file has none", async () => {
+    requireMnist();
+    const out = tmp();
+    const r = await distill({ teacher: family("resnet8_bn"), test: { ...mnistVal(), end: 7064, ...MNIST_NORM }, outDir: out, ...tiny });
+    expect(r.inputShape).toEqual([1, 28, 28]);  // from the test set
+    const meta = (await info(path.join(out, "student.pt"))).meta;
+    expect([meta.mean, meta.std]).toEqual([MNIST_NORM.mean, MNIST_NORM.std]);
+  });
+});
