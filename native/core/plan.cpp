@@ -221,6 +221,8 @@ Json plan_budget(DistillConfig& c, Run& r, const MethodInfo& info, const Json& r
     if (plan.has("adversarial.epochs")) a.epochs = plan.integer("adversarial.epochs", a.epochs);
     if (plan.has("adversarial.itersPerEpoch")) a.iters_per_epoch = plan.integer("adversarial.itersPerEpoch", a.iters_per_epoch);
     if (plan.has("train.steps")) t.steps = plan.integer("train.steps", t.steps);
+    if (plan.has("synth.iterations")) s.iterations = plan.integer("synth.iterations", s.iterations);
+    if (plan.has("train.stepsPerRound")) t.steps_per_round = plan.integer("train.stepsPerRound", t.steps_per_round);
     if (kind == Kind::inversion && !c.has("synth.bankSize")) s.bank_size = s.rounds * s.batch;
   };
   if (resumed.is_object() && resumed.has("plan")) {  // resume: the sizes the run started with
@@ -264,8 +266,26 @@ Json plan_budget(DistillConfig& c, Run& r, const MethodInfo& info, const Json& r
       break;
   }
   if (!(unit > 0)) return Json();  // nothing measured (e.g. classical without data): the method names the error
-  const int64_t fit = left > 0 ? int64_t(std::floor(left / unit)) : 0;
+  int64_t fit = left > 0 ? int64_t(std::floor(left / unit)) : 0;
   Json plan = Json(Json::Object{});
+  // Inversion rounds are coarse (a round of the default recipe is 10-30 s on 2 cores): when fewer
+  // than kMinRounds fit, the rounds get shorter (iterations and KD steps alike, not below 10)
+  // rather than fewer, so that the run ends within a tenth of its budget and the bank holds
+  // kMinRounds batches (1 round of a ResNet teacher in a minute: 30% on the validation rows).
+  constexpr int64_t kMinRounds = 10;
+  if (kind == Kind::inversion && !c.has("synth.rounds") && !c.has("synth.iterations") && !c.has("train.stepsPerRound") &&
+      left > 0 && fit < kMinRounds) {
+    const double scale = left / unit / kMinRounds;
+    s.iterations = std::max<int64_t>(std::min<int64_t>(10, s.iterations), int64_t(s.iterations * scale));
+    t.steps_per_round = std::max<int64_t>(std::min<int64_t>(10, t.steps_per_round), int64_t(t.steps_per_round * scale));
+    plan["synth.iterations"] = s.iterations;
+    plan["train.stepsPerRound"] = t.steps_per_round;
+    unit = s.iterations * k.synth_iter + t.steps_per_round * (k.student_step + evals_per_step);
+    unit_detail = std::to_string(s.iterations) + " synthesis iterations of " + std::to_string(s.batch) + " images x " +
+                  secs_str(k.synth_iter) + " + " + std::to_string(t.steps_per_round) + " student steps x " +
+                  secs_str(k.student_step) + " (rounds shortened to fit " + std::to_string(kMinRounds) + ")";
+    fit = int64_t(std::floor(left / unit));
+  }
   Json warnings = Json(Json::Array{});
   auto warn = [&](const std::string& w) {
     warnings.as_array().push_back(Json(w));
