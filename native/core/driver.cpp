@@ -151,7 +151,11 @@ void setup(Run& r) {
     std::vector<std::string> extra;
     for (auto& l : load_stats(c.stats).layers)
       if (!r.teacher->tap_index(l.name)) extra.push_back(l.name);
-    if (!extra.empty()) r.teacher = std::make_unique<Teacher>(c.teacher, r.device, extra);
+    try {
+      if (!extra.empty()) r.teacher = std::make_unique<Teacher>(c.teacher, r.device, extra);
+    } catch (const Error& e) {  // not this teacher's layers: the stats match names them (E_STATS_MISMATCH)
+      if (e.code != "E_TAPS") throw;
+    }
   }
   if (!c.data.is_null()) r.train = load_dataset(c.data);
   if (!c.test.is_null()) r.test = load_dataset(c.test);
