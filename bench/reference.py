@@ -84,9 +84,9 @@ class ResNet8(nn.Module):
 
 
 class Generator(nn.Module):
-    """zoo.cpp make_generator (DFAD's GeneratorA, its last BatchNorm affine)."""
+    """zoo.cpp make_generator (DFAD's GeneratorA; its last BatchNorm affine with the BN term)."""
 
-    def __init__(self, nz, ngf, shape):
+    def __init__(self, nz, ngf, shape, affine_out=False):
         super().__init__()
         c, h, w = shape
         self.ngf, self.h0, self.w0 = ngf, h // 4, w // 4
@@ -94,7 +94,7 @@ class Generator(nn.Module):
         self.bn0 = nn.BatchNorm2d(2 * ngf)
         self.conv1, self.bn1 = nn.Conv2d(2 * ngf, 2 * ngf, 3, 1, 1), nn.BatchNorm2d(2 * ngf)
         self.conv2, self.bn2 = nn.Conv2d(2 * ngf, ngf, 3, 1, 1), nn.BatchNorm2d(ngf)
-        self.conv3, self.bn3 = nn.Conv2d(ngf, c, 3, 1, 1), nn.BatchNorm2d(c)
+        self.conv3, self.bn3 = nn.Conv2d(ngf, c, 3, 1, 1), nn.BatchNorm2d(c, affine=affine_out)
 
     def forward(self, z):
         x = self.l1(torch.flatten(z, 1)).view(-1, 2 * self.ngf, self.h0, self.w0)
@@ -410,7 +410,7 @@ def bench_student(cfg, teacher, shape, classes, g):
     ns = cfg.get("adversarial", {}).get("studentSteps", 5)
     gs = cfg.get("generator", {})
     nz = gs.get("nz", 100)
-    G = zoo_init(Generator(nz, gs.get("ngf", 64), shape), g).train()
+    G = zoo_init(Generator(nz, gs.get("ngf", 64), shape, affine_out=gs.get("bn", 0.0) > 0), g).train()
     gopt = Optim(list(G.parameters()), {"optimizer": gs.get("optimizer", "adam"), "lr": gs.get("lr", 1e-3),
                                         "betas": gs.get("betas"), "schedule": gs.get("schedule", "none"),
                                         "milestones": gs.get("milestones"), "gamma": gs.get("gamma", 0.1)}, total_iters)

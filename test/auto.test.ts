@@ -22,12 +22,12 @@ describe("method auto", () => {
     expect(g.onehot).toBe(0);
   });
 
-  it("picks adversarial with DAFL's terms for a teacher without BatchNorm and no stats file", async () => {
+  it("picks DAFL (the adversarial loop with DAFL's terms, no adversarial term) for a teacher without BatchNorm and no stats file", async () => {
     const r = await distill({ teacher: family("lenet5_nobn"), method: "auto", outDir: tmp(), ...tiny });
     expect(r.method).toBe("adversarial");
     expect(r.methodChoice?.reason).toMatch(/no BatchNorm/);
     const g = r.config.generator as Record<string, number>;
-    expect([g.bn, g.onehot, g.activation, g.entropy]).toEqual([0, 1, 0.1, 5]);
+    expect([g.adversarial, g.bn, g.onehot, g.activation, g.entropy]).toEqual([0, 0, 1, 0.1, 5]);
   });
 
   it("keeps the terms the user gives", async () => {

@@ -177,7 +177,7 @@ Module make_model(const std::string& name, const std::vector<int64_t>& in, int64
   fail("E_CONFIG", "unknown student model '" + name + "' (built-in models: " + names + ")");
 }
 
-Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, at::Generator& gen) {
+Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, at::Generator& gen, bool affine_out) {
   if (out.size() != 3 || out[1] % 4 || out[2] % 4)
     fail("E_CONFIG", "the generator needs an input shape [C, H, W] with H and W divisible by 4, got " + shape_str(out));
   const int64_t h0 = out[1] / 4, w0 = out[2] / 4;
@@ -190,7 +190,7 @@ Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, 
   m.register_module("conv2", conv(2 * ngf, ngf, 3, 1, 1, true, gen));
   m.register_module("bn2", batchnorm(ngf));
   m.register_module("conv3", conv(ngf, out[0], 3, 1, 1, true, gen));
-  m.register_module("bn3", batchnorm(out[0]));  // affine: DFAD's is not (methods/adversarial.cpp)
+  m.register_module("bn3", batchnorm(out[0], affine_out));
   define(m,
          "def forward(self, z):\n"
          "  x = self.l1.forward(torch.flatten(z, 1)).view(-1, " + std::to_string(2 * ngf) + ", " + std::to_string(h0) +

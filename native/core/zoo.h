@@ -19,6 +19,9 @@ torch::jit::Module make_student(const std::string& name_or_path, const std::vect
 // DFAD's GeneratorA (VainF/Data-Free-Adversarial-Distillation network/gan.py), sized for the
 // teacher's input (C,H,W), H and W divisible by 4: z[B,nz] -> Linear -> BN -> up2 -> conv3x3 ->
 // BN -> LeakyReLU(0.2) -> up2 -> conv3x3 -> BN -> LeakyReLU(0.2) -> conv3x3 -> tanh -> BN(affine=False).
-torch::jit::Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out_shape, at::Generator& gen);
+// DFAD's GeneratorA. `affine_out`: its last BatchNorm learns a per-channel scale and shift (the
+// adversarial recipe turns it on with the BN term, which anchors them; methods/adversarial.cpp).
+torch::jit::Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out_shape, at::Generator& gen,
+                                  bool affine_out = false);
 
 }  // namespace dfkd

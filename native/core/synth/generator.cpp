@@ -14,7 +14,7 @@ GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::
                                at::Generator& init, int64_t total_steps)
     : c_(c), teacher_(teacher) {
   if (c.nz < 1 || c.ngf < 1) fail("E_CONFIG", "generator nz and ngf must be positive");
-  g_ = make_generator(c.nz, c.ngf, shape, init);
+  g_ = make_generator(c.nz, c.ngf, shape, init, /*affine_out=*/c.bn > 0);
   g_.to(teacher.device());
   g_.train();
   opt_ = std::make_unique<Optim>(parameters_of(g_), c, total_steps);
