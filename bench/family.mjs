@@ -110,7 +110,7 @@ async function main() {
 export function table(...files) {
   const rows = [];
   for (const f of files) if (typeof f === "string" && existsSync(f)) rows.push(...Object.values(JSON.parse(readFileSync(f, "utf8")).rows));
-  let md = "# Teacher family (bench/family.mjs)\n\nStudent lenet5_half, library defaults, the given budget on 2 threads; accuracy on the split named, mean over seeds (n), mean wall seconds of the whole run. Rows with provenance: family.json (report split), family.val.json (validation split).\n";
+  let md = "# Teacher family (bench/family.mjs)\n\nStudent lenet5_half, library defaults, the given budget on 2 threads; accuracy on the split named, mean over seeds (n), mean wall seconds of the whole run, the commit(s) of the code (+dirty: the tree had uncommitted changes). Rows with provenance: family.json (report split), family.val.json (validation split). A cell's recipe is the library default of its commit: `git log` says what changed between commits.\n";
   const groups = new Map();
   for (const r of rows) {
     if (r.error) continue;
@@ -128,7 +128,8 @@ export function table(...files) {
         const c = tr.filter((r) => r.method === m);
         if (!c.length) return "-";
         const mean = (f) => c.reduce((s, r) => s + f(r), 0) / c.length;
-        return `${(mean((r) => r.studentAccuracy) * 100).toFixed(2)}% (n=${c.length}, ${mean((r) => r.seconds).toFixed(0)} s${m === "auto" ? `, ${c[0].chosen}` : ""})`;
+        const commits = [...new Set(c.map((r) => r.commit))].join(", ");
+        return `${(mean((r) => r.studentAccuracy) * 100).toFixed(2)}% (n=${c.length}, ${mean((r) => r.seconds).toFixed(0)} s${m === "auto" ? `, ${c[0].chosen}` : ""}; ${commits})`;
       });
       md += `| ${t} (${tr[0].role}, ${(tr[0].teacherAccuracy * 100).toFixed(2)}%) | ${cells.join(" | ")} |\n`;
     }
