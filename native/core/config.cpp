@@ -220,7 +220,9 @@ DistillConfig parse_distill(const Json& j) {
   DistillConfig c;
   Reader r(j, "");
   r.field("method", c.method);
-  c.recipe = method_info(c.method).recipe();
+  // "auto" is resolved from the teacher before a run (plan.cpp choose_method); parsed as such,
+  // the config is still checked key by key.
+  c.recipe = c.method == "auto" ? Recipe{} : method_info(c.method).recipe();
   visit_top(r, c);
   if (const Json* b = r.take("budget"); b && !b->is_null()) c.budget = parse_budget(*b);
   if (const Json* n = r.take("normalization"); n && !n->is_null()) {

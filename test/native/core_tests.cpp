@@ -155,8 +155,13 @@ void test_config() {
   auto c = parse_distill(j);
   EXPECT(c.recipe.train.lr == 0.5 && c.recipe.train.steps == 2000 && c.recipe.train.temperature == 4.0);
   EXPECT(c.output.student == "dfkd-out/student.pt");
-  auto di = parse_distill(Json::parse(R"({"teacher": "t.pt", "synth": {"rounds": 3}, "outDir": null})"));
-  EXPECT(di.method == "deepinversion" && di.recipe.synth.bn == 10.0 && di.recipe.train.temperature == 20.0);
+  // (method "auto" is resolved before parsing, by distill_job: plan.cpp choose_method)
+  auto di = parse_distill(Json::parse(R"({"teacher": "t.pt", "method": "deepinversion", "synth": {"rounds": 3}, "outDir": null})"));
+  EXPECT(di.method == "deepinversion" && di.recipe.synth.bn == 30.0 && di.recipe.train.temperature == 20.0);
+  EXPECT(di.has("synth.rounds") && !di.has("synth.iterations"));  // the sizes a budget must not override
+  EXPECT(parse_distill(Json::parse(R"({"teacher": "t.pt", "method": "classical", "budget": "1h30m"})")).budget == 5400.0);
+  EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "method": "classical", "budget": "5 parsecs"})")); })
+             .find("budget must be") != std::string::npos);
   EXPECT(di.recipe.synth.bank_size == 3 * 256);
   EXPECT(error_of([] { parse_distill(Json::parse(R"({"teacher": "t.pt", "train": {"lrr": 1}})")); }) ==
         "E_CONFIG: unknown config key 'train.lrr'");
