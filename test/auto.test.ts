@@ -65,12 +65,12 @@ describe("budget", () => {
     requireMnist();
     const out = tmp();
     const events: string[] = [];
-    const r = await distill({ teacher: TEACHER, budget: "6s", test: mnistVal(), outDir: out })
+    const r = await distill({ teacher: TEACHER, budget: "10s", test: mnistVal(), outDir: out })
       .on("phase", (e: { phase: string }) => events.push(e.phase));
     expect(events).toContain("calibrate");
     const b = r.budget!;
     expect(b.source).toBe("config");
-    expect(b.seconds).toBe(6);
+    expect(b.seconds).toBe(10);
     expect(b.calibration.studentStep).toBeGreaterThan(0);
     expect(b.calibration.generatorStep).toBeGreaterThan(0);
     expect(b.units).toBeGreaterThanOrEqual(1);
@@ -80,10 +80,31 @@ describe("budget", () => {
     expect(r.studentSteps).toBe(b.units * (a.studentSteps ?? 5));
     expect(b.spent).toBeGreaterThan(0);
     expect(r.timings.calibrate).toBeGreaterThan(0);
-    // a 6-second budget is far below what the method needs: the report says so
+    // a 10-second budget is far below what the method needs: the report says so
     expect(b.warnings?.join(" ")).toMatch(/expect a weak student/);
     expect(existsSync(path.join(out, "student.pt"))).toBe(true);
     expect(r.evaluation!.samples).toBe(1500);
+  });
+
+  it("a cancelled budgeted run resumes to the sizes it was planned with (not a new budget)", async () => {
+    const out = tmp();
+        // tiny batches: hundreds of iterations fit even on a loaded machine; cancelled at the first checkpoint
+    const cfg = { teacher: TEACHER, budget: "30s", outDir: out, checkpointEvery: 2, train: { batchSize: 16 }, adversarial: { batchSize: 16 } };
+    let plan: Record<string, unknown> | undefined;
+    const ac = new AbortController();
+    const err = await rejectsWith(distill({ ...cfg, signal: ac.signal }).on("event", (e) => {
+      if (e.type !== "checkpoint") return;
+      // the last checkpoint (the one written on cancel) holds the plan as the deadline left it
+      plan = (e.state as { budget?: { plan?: Record<string, unknown> } }).budget?.plan;
+      ac.abort();
+    }), "E_CANCELLED");
+    expect(plan?.["adversarial.itersPerEpoch"]).toBeGreaterThan(0);
+    const r = await distill({ ...cfg, resume: (err as { checkpoint?: string }).checkpoint });
+    expect(r.budget?.resumed).toBe(true);
+    expect(r.budget?.plan).toEqual(plan);
+    const a = r.config.adversarial as Record<string, number>;
+    expect(a.epochs * a.itersPerEpoch).toBe(Number(plan!["adversarial.epochs"]) * Number(plan!["adversarial.itersPerEpoch"]));
+    expect(r.timings.calibrate).toBeUndefined();
   });
 
   it("a budget too small for one unit is E_BUDGET saying what does not fit", async () => {

@@ -203,7 +203,9 @@ void setup(Run& r) {
 // would miss the budget by more than 3%, so the schedule does not jitter.
 class Deadline {
  public:
-  explicit Deadline(Run& r) : r_(r), active_(r.budget.is_object() && !r.budget.get("plan").as_object().empty()) {}
+  // A resumed run finishes the sizes it was given (its budget counted from the first start).
+  explicit Deadline(Run& r)
+      : r_(r), active_(r.budget.is_object() && !r.budget.get("plan").as_object().empty() && !r.budget.boolean("resumed", false)) {}
   void start(Method& m) { t0_ = Clock::now(), u0_ = m.unit(); }
   void check(Method& m) {
     if (!active_ || m.done()) return;
