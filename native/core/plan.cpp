@@ -250,13 +250,16 @@ Json plan_budget(DistillConfig& c, Run& r, const MethodInfo& info, const Json& r
   // Seconds per unit of the loop, and the unit's name for messages.
   double unit = 0;
   std::string unit_name, unit_detail;
+  auto inversion_round = [&](const std::string& note) {  // a round of the recipe as it stands
+    unit = s.iterations * k.synth_iter + t.steps_per_round * (k.student_step + evals_per_step);
+    unit_detail = std::to_string(s.iterations) + " synthesis iterations of " + std::to_string(s.batch) + " images x " +
+                  secs_str(k.synth_iter) + " + " + std::to_string(t.steps_per_round) + " student steps x " +
+                  secs_str(k.student_step) + note;
+  };
   switch (kind) {
     case Kind::inversion:
-      unit = s.iterations * k.synth_iter + t.steps_per_round * (k.student_step + evals_per_step);
+      inversion_round("");
       unit_name = "round";
-      unit_detail = std::to_string(s.iterations) + " synthesis iterations of " + std::to_string(s.batch) + " images x " +
-                    secs_str(k.synth_iter) + " + " + std::to_string(t.steps_per_round) + " student steps x " +
-                    secs_str(k.student_step);
       break;
     case Kind::adversarial:
       unit = a.student_steps * (k.student_step + evals_per_step) + k.generator_step;
@@ -285,10 +288,7 @@ Json plan_budget(DistillConfig& c, Run& r, const MethodInfo& info, const Json& r
     t.steps_per_round = std::max<int64_t>(std::min<int64_t>(10, t.steps_per_round), int64_t(t.steps_per_round * scale));
     plan["synth.iterations"] = s.iterations;
     plan["train.stepsPerRound"] = t.steps_per_round;
-    unit = s.iterations * k.synth_iter + t.steps_per_round * (k.student_step + evals_per_step);
-    unit_detail = std::to_string(s.iterations) + " synthesis iterations of " + std::to_string(s.batch) + " images x " +
-                  secs_str(k.synth_iter) + " + " + std::to_string(t.steps_per_round) + " student steps x " +
-                  secs_str(k.student_step) + " (rounds shortened to fit " + std::to_string(kMinRounds) + ")";
+    inversion_round(" (rounds shortened to fit " + std::to_string(kMinRounds) + ")");
     fit = int64_t(std::floor(left / unit));
   }
   Json warnings = Json(Json::Array{});
