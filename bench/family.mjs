@@ -23,11 +23,14 @@ const USAGE = `usage: node bench/family.mjs [options]
   --methods a,b      auto, adversarial, deepinversion, spectral, classical (default auto,classical);
                      a method that does not apply to a teacher (deepinversion without BatchNorm)
                      is skipped
+  --set k=v,k=v      config keys on top of the defaults, for comparing a choice on the validation
+                     split (e.g. generator.output=standardized); the method column becomes
+                     "<method> [k=v,...]"
   --threads N        CPU threads (default 2)
   --out DIR          results folder (default bench/results)`;
 
 function parseArgs(argv) {
-  const o = { budget: "5m", seeds: [0, 1, 2], split: "report", teachers: [], methods: ["auto", "classical"], threads: 2, out: path.join(ROOT, "bench", "results"), argv };
+  const o = { set: [], budget: "5m", seeds: [0, 1, 2], split: "report", teachers: [], methods: ["auto", "classical"], threads: 2, out: path.join(ROOT, "bench", "results"), argv };
   const list = (v) => String(v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
@@ -36,12 +39,25 @@ function parseArgs(argv) {
     else if (a === "--split") o.split = v();
     else if (a === "--teachers") o.teachers = list(v());
     else if (a === "--methods") o.methods = list(v());
+    else if (a === "--set") o.set = list(v());
     else if (a === "--threads") o.threads = Number(v());
     else if (a === "--out") o.out = path.resolve(v());
     else { console.error(`family: unknown option ${a}\n${USAGE}`); process.exit(2); }
   }
   if (!["val", "report"].includes(o.split)) { console.error(USAGE); process.exit(2); }
   return o;
+}
+
+/** "a.b=v" -> cfg.a.b = v (JSON when it parses: numbers, booleans; else the string). */
+function setPath(cfg, kv) {
+  const eq = kv.indexOf("=");
+  if (eq < 1) throw new Error(`--set wants key=value, got ${kv}`);
+  const keys = kv.slice(0, eq).split(".");
+  let v = kv.slice(eq + 1);
+  try { v = JSON.parse(v); } catch { /* a string */ }
+  let o = cfg;
+  for (const k of keys.slice(0, -1)) o = o[k] ??= {};
+  o[keys.at(-1)] = v;
 }
 
 async function main() {
@@ -64,17 +80,19 @@ async function main() {
     const t = family[name];
     if (!t) throw new Error(`no teacher ${name} in bench/family.json`);
     const norm = { mean: t.mean, std: t.std };
-    for (const method of o.methods) {
-      if (["deepinversion", "statistical"].includes(method) && !t.bnLayers) continue;
+    for (const base of o.methods) {
+      if (["deepinversion", "statistical"].includes(base) && !t.bnLayers) continue;
+      const method = o.set.length ? `${base} [${o.set.join(",")}]` : base;
       for (const seed of o.seeds) {
         const id = `${name}/${method}/${o.budget}/s${seed}`;
-        const out = path.join(work, id.replaceAll("/", "_"));
+        const out = path.join(work, id.replaceAll("/", "_").replace(/[^\w.-]+/g, "_"));
         const cfg = {
           teacher: path.join(ROOT, t.file), student: "lenet5_half", seed, threads: o.threads, budget: o.budget,
           normalization: norm, test: { ...test, ...norm }, outDir: out,
-          ...(method === "auto" ? {} : { method }),
-          ...(method === "classical" ? { data: { ...split.train, ...norm } } : {}),
+          ...(base === "auto" ? {} : { method: base }),
+          ...(base === "classical" ? { data: { ...split.train, ...norm } } : {}),
         };
+        for (const kv of o.set) setPath(cfg, kv);
         mkdirSync(out, { recursive: true });
         const cfgFile = path.join(out, "config.json");
         writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));

@@ -124,6 +124,12 @@ export const generatorSchema = z.strictObject({
   entropy: nonNeg.optional(),
   /** BN statistics term on generated batches. */
   bn: nonNeg.optional(),
+  /**
+   * The generator's last layer: "pixels" (sigmoid to [0, 1], then the teacher's normalization),
+   * "standardized" (DFAD's tanh + BatchNorm: mean 0 / std 1 per channel), "auto" (default: pixels
+   * when the normalization is known from the config, the teacher's metadata or a dataset).
+   */
+  output: z.enum(["auto", "pixels", "standardized"]).optional(),
 });
 
 export const adversarialSchema = z.strictObject({

@@ -15,6 +15,8 @@ constexpr EnumName<OptimKind> kOptim[] = {{"sgd", OptimKind::sgd}, {"adam", Opti
 constexpr EnumName<Schedule> kSchedule[] = {{"none", Schedule::none}, {"cosine", Schedule::cosine}, {"step", Schedule::step}};
 constexpr EnumName<Spectrum> kSpectrum[] = {{"amplitude", Spectrum::amplitude}, {"power", Spectrum::power}};
 constexpr EnumName<Prior> kPrior[] = {{"auto", Prior::automatic}, {"natural", Prior::natural}, {"digits", Prior::digits}};
+constexpr EnumName<GenOutput> kGenOutput[] = {{"auto", GenOutput::automatic}, {"pixels", GenOutput::pixels},
+                                              {"standardized", GenOutput::standardized}};
 
 template <class E, size_t N>
 const char* enum_name(const EnumName<E> (&table)[N], E v) {
@@ -50,6 +52,7 @@ const char* name_of(OptimKind v) { return enum_name(kOptim, v); }
 const char* name_of(Schedule v) { return enum_name(kSchedule, v); }
 const char* name_of(Spectrum v) { return enum_name(kSpectrum, v); }
 const char* name_of(Prior v) { return enum_name(kPrior, v); }
+const char* name_of(GenOutput v) { return enum_name(kGenOutput, v); }
 
 double parse_budget(const Json& v) {
   const char* usage = "budget must be a positive number of seconds or a duration like \"90s\", \"10m\", \"2h\", \"1h30m\"";
@@ -117,6 +120,7 @@ DFKD_READ(OptimKind, v = enum_value(kOptim, p->as_string(), key(k)))
 DFKD_READ(Schedule, v = enum_value(kSchedule, p->as_string(), key(k)))
 DFKD_READ(Spectrum, v = enum_value(kSpectrum, p->as_string(), key(k)))
 DFKD_READ(Prior, v = enum_value(kPrior, p->as_string(), key(k)))
+DFKD_READ(GenOutput, v = enum_value(kGenOutput, p->as_string(), key(k)))
 #undef DFKD_READ
 
 template <class T> void Writer::field(const char* k, const T& v) {
@@ -163,7 +167,7 @@ template <class V> void visit(V& v, GeneratorConfig& c) {
   v.fields("optimizer", c.optimizer, "lr", c.lr, "betas", c.betas, "schedule", c.schedule, "milestones", c.milestones,
            "gamma", c.gamma);
   v.fields("nz", c.nz, "ngf", c.ngf, "loss", c.loss, "adversarial", c.adversarial);
-  v.fields("onehot", c.onehot, "activation", c.activation, "entropy", c.entropy, "bn", c.bn);
+  v.fields("onehot", c.onehot, "activation", c.activation, "entropy", c.entropy, "bn", c.bn, "output", c.output);
 }
 template <class V> void visit(V& v, AdversarialConfig& c) {
   v.fields("epochs", c.epochs, "itersPerEpoch", c.iters_per_epoch, "studentSteps", c.student_steps);

@@ -17,6 +17,10 @@ enum class Loss { kl, l1 };                       // student/generator discrepan
 enum class OptimKind { sgd, adam };
 enum class Schedule { none, cosine, step };
 enum class Spectrum { amplitude, power };
+// The generator's last layer (zoo.cpp make_generator): "pixels" = sigmoid to [0, 1], then the
+// teacher's input normalization; "standardized" = DFAD/DAFL's tanh -> BatchNorm (per-channel mean 0,
+// std 1; affine with the BN term); "auto" = pixels when the normalization is known (plan.cpp).
+enum class GenOutput { automatic, pixels, standardized };
 
 // An optimizer and its schedule (the student's, the generator's).
 struct OptimConfig {
@@ -66,6 +70,7 @@ struct GeneratorConfig : OptimConfig {
   int64_t nz = 100, ngf = 64;
   Loss loss = Loss::l1;
   double adversarial = 1.0, onehot = 0.0, activation = 0.0, entropy = 0.0, bn = 0.0;
+  GenOutput output = GenOutput::automatic;
   GeneratorConfig() { optimizer = OptimKind::adam; lr = 1e-3; schedule = Schedule::none; }
 };
 
@@ -156,6 +161,7 @@ class Reader : public FieldList<Reader> {
   void field(const char* k, Schedule& v);
   void field(const char* k, Spectrum& v);
   void field(const char* k, Prior& v);
+  void field(const char* k, GenOutput& v);
   const Json* take(const char* k);  // the raw value (null when absent), marked read
   void finish() const;
   const std::string& where() const { return where_; }
@@ -195,5 +201,6 @@ const char* name_of(OptimKind v);
 const char* name_of(Schedule v);
 const char* name_of(Spectrum v);
 const char* name_of(Prior v);
+const char* name_of(GenOutput v);
 
 }  // namespace dfkd

@@ -50,18 +50,21 @@ Json nums_json(const std::vector<double>& v) { return Json(Json::Array(v.begin()
 }  // namespace
 
 void resolve_defaults(DistillConfig& c, Run& r, const MethodInfo& info) {
-  // Input normalization (for the samples' PNG and the student's metadata): the config's, else the
-  // teacher's metadata, else the normalization the user gave its datasets (test, then data).
+  // Input normalization (the generator's pixel head, the samples' PNG, the student's metadata): the
+  // config's, else the teacher's metadata, else the normalization the user gave its datasets (test,
+  // then data). Resolved into c.mean / c.std, so the report's config says which was used.
+  if (c.mean.empty() && r.meta.has("mean") && r.meta.has("std")) {
+    c.mean = per_channel(r.meta.get("mean"));
+    c.std = per_channel(r.meta.get("std"));
+  }
+  for (const Json* ds : {&c.test, &c.data})
+    if (c.mean.empty() && ds->is_object() && ds->has("mean") && ds->has("std")) {
+      c.mean = per_channel(ds->get("mean"));
+      c.std = per_channel(ds->get("std"));
+    }
   if (!c.mean.empty()) {
     r.meta["mean"] = nums_json(c.mean);
     r.meta["std"] = nums_json(c.std);
-  } else if (!r.meta.has("mean")) {
-    for (const Json* ds : {&c.test, &c.data})
-      if (ds->is_object() && ds->has("mean") && ds->has("std")) {
-        r.meta["mean"] = nums_json(per_channel(ds->get("mean")));
-        r.meta["std"] = nums_json(per_channel(ds->get("std")));
-        break;
-      }
   }
   if (info.prepare) {  // input synthesis: the prior
     Prior p = c.prior;
@@ -87,6 +90,10 @@ void resolve_defaults(DistillConfig& c, Run& r, const MethodInfo& info) {
     // DFAD + DAFL's terms 53.20%, DFAD alone 39.47% (the generator outruns the student as its lr
     // decays; bench/results/family.val.json and the issue notes).
     if (!c.has("generator.bn")) g.bn = bn ? 1.0 : 0.0;
+    // Images in [0, 1] through the teacher's normalization when it is known (Fast-Datafree's
+    // sigmoid generator + normalizer); else GeneratorA's standardized output, which assumes inputs
+    // standardized to mean 0 / std 1.
+    if (g.output == GenOutput::automatic) g.output = c.mean.empty() ? GenOutput::standardized : GenOutput::pixels;
     if (!bn) {
       if (!c.has("generator.adversarial")) g.adversarial = 0.0;
       if (!c.has("generator.onehot")) g.onehot = 1.0;
@@ -176,7 +183,7 @@ Costs calibrate(Run& r, const DistillConfig& c, const MethodInfo& info) {
     case Kind::adversarial: {
       const auto& a = c.recipe.adversarial;
       auto gen = at::make_generator<at::CPUGeneratorImpl>(c.seed + 7919);
-      GeneratorSynth g(c.recipe.generator, *r.teacher, r.shape, gen, 100);
+      GeneratorSynth g(c.recipe.generator, *r.teacher, r.shape, gen, 100, c.mean, c.std);
       k.student_step = student_step_cost(r, c, [&] { return g.sample(t.batch, rng); }, torch::Tensor());
       auto s = trainable_copy(r.student);
       k.generator_step = per_call([&](int i) { g.step(s, a.batch, t.temperature, rng, i); });

@@ -177,7 +177,8 @@ Module make_model(const std::string& name, const std::vector<int64_t>& in, int64
   fail("E_CONFIG", "unknown student model '" + name + "' (built-in models: " + names + ")");
 }
 
-Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, at::Generator& gen, bool affine_out) {
+Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, at::Generator& gen,
+                      const GeneratorHead& head) {
   if (out.size() != 3 || out[1] % 4 || out[2] % 4)
     fail("E_CONFIG", "the generator needs an input shape [C, H, W] with H and W divisible by 4, got " + shape_str(out));
   const int64_t h0 = out[1] / 4, w0 = out[2] / 4;
@@ -190,7 +191,21 @@ Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, 
   m.register_module("conv2", conv(2 * ngf, ngf, 3, 1, 1, true, gen));
   m.register_module("bn2", batchnorm(ngf));
   m.register_module("conv3", conv(ngf, out[0], 3, 1, 1, true, gen));
-  m.register_module("bn3", batchnorm(out[0], affine_out));
+  std::string last;
+  if (head.pixels) {
+    auto channels = [&](const std::vector<double>& v, const char* what) {
+      if (v.size() != 1 && int64_t(v.size()) != out[0])
+        fail("E_CONFIG", std::string("the normalization's ") + what + " has " + std::to_string(v.size()) +
+                             " values for " + std::to_string(out[0]) + " input channels");
+      return torch::tensor(v, torch::kFloat32).expand({out[0]}).reshape({1, out[0], 1, 1}).clone();
+    };
+    m.register_buffer("mean", channels(head.mean, "mean"));
+    m.register_buffer("std", channels(head.std, "std"));
+    last = "(torch.sigmoid(self.conv3.forward(x)) - self.mean) / self.std";
+  } else {
+    m.register_module("bn3", batchnorm(out[0], head.affine));
+    last = "self.bn3.forward(torch.tanh(self.conv3.forward(x)))";
+  }
   define(m,
          "def forward(self, z):\n"
          "  x = self.l1.forward(torch.flatten(z, 1)).view(-1, " + std::to_string(2 * ngf) + ", " + std::to_string(h0) +
@@ -199,7 +214,7 @@ Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, 
          "  x = torch.leaky_relu(self.bn1.forward(self.conv1.forward(x)), 0.2)\n"
          "  x = torch.upsample_nearest2d(x, None, [2.0, 2.0])\n"
          "  x = torch.leaky_relu(self.bn2.forward(self.conv2.forward(x)), 0.2)\n"
-         "  return self.bn3.forward(torch.tanh(self.conv3.forward(x)))\n");
+         "  return " + last + "\n");
   return trainable(m);
 }
 

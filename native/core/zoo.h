@@ -18,10 +18,16 @@ torch::jit::Module make_student(const std::string& name_or_path, const std::vect
 
 // DFAD's GeneratorA (VainF/Data-Free-Adversarial-Distillation network/gan.py), sized for the
 // teacher's input (C,H,W), H and W divisible by 4: z[B,nz] -> Linear -> BN -> up2 -> conv3x3 ->
-// BN -> LeakyReLU(0.2) -> up2 -> conv3x3 -> BN -> LeakyReLU(0.2) -> conv3x3 -> tanh -> BN(affine=False).
-// DFAD's GeneratorA. `affine_out`: its last BatchNorm learns a per-channel scale and shift (the
-// adversarial recipe turns it on with the BN term, which anchors them; methods/adversarial.cpp).
+// BN -> LeakyReLU(0.2) -> up2 -> conv3x3 -> BN -> LeakyReLU(0.2) -> conv3x3 -> head. The head:
+// - pixels: sigmoid (images in [0, 1], Fast-Datafree's Generator, datafree/models/generator.py),
+//   then the teacher's normalization (p - mean) / std (buffers "mean", "std": one value or one per
+//   channel), so every output is an input the teacher could have been given;
+// - otherwise tanh -> BatchNorm (GeneratorA), `affine` or not (per-channel mean 0 / std 1).
+struct GeneratorHead {
+  bool pixels = false, affine = false;
+  std::vector<double> mean, std;  // pixels: the normalization
+};
 torch::jit::Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out_shape, at::Generator& gen,
-                                  bool affine_out = false);
+                                  const GeneratorHead& head = {});
 
 }  // namespace dfkd

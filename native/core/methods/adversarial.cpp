@@ -50,7 +50,8 @@ class Adversarial : public Method {
     total_ = a.epochs * a.iters_per_epoch;
     r.steps = total_ * a.student_steps;
     r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.recipe.train, r.steps);
-    g_ = std::make_unique<GeneratorSynth>(r.cfg.recipe.generator, *r.teacher, r.shape, r.rng->host, total_);
+    g_ = std::make_unique<GeneratorSynth>(r.cfg.recipe.generator, *r.teacher, r.shape, r.rng->host, total_,
+                                         r.cfg.mean, r.cfg.std);
   }
   void restore(Run& r, CheckpointReader& ck, const Json& st) override {
     r.opt->load(ck.in());

@@ -11,10 +11,18 @@ using losses::Term;
 using losses::TermInput;
 
 GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::vector<int64_t> shape,
-                               at::Generator& init, int64_t total_steps)
+                               at::Generator& init, int64_t total_steps, const std::vector<double>& mean,
+                               const std::vector<double>& std)
     : c_(c), teacher_(teacher) {
   if (c.nz < 1 || c.ngf < 1) fail("E_CONFIG", "generator nz and ngf must be positive");
-  g_ = make_generator(c.nz, c.ngf, shape, init, /*affine_out=*/c.bn > 0);
+  GeneratorHead head;
+  head.pixels = c.output == GenOutput::pixels || (c.output == GenOutput::automatic && !mean.empty());
+  if (head.pixels && mean.empty())
+    fail("E_CONFIG", "generator.output 'pixels' needs the teacher's input normalization: set normalization "
+                     "{ mean, std } (mean 0, std 1 for raw [0, 1] pixels)");
+  head.mean = mean, head.std = std;
+  head.affine = c.bn > 0;  // the standardized head: the BN term anchors its scale and shift
+  g_ = make_generator(c.nz, c.ngf, shape, init, head);
   g_.to(teacher.device());
   g_.train();
   opt_ = std::make_unique<Optim>(parameters_of(g_), c, total_steps);

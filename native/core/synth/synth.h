@@ -63,8 +63,9 @@ class InputSynthesizer {
 // information-entropy terms and the BN term (weights 0 = off).
 class GeneratorSynth {
  public:
+  // `mean`, `std`: the teacher's input normalization (the pixel head's; empty: unknown).
   GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::vector<int64_t> input_shape, at::Generator& init,
-                 int64_t total_steps);
+                 int64_t total_steps, const std::vector<double>& mean = {}, const std::vector<double>& std = {});
   GeneratorSynth(const GeneratorSynth&) = delete;  // its terms refer to it
   torch::Tensor sample(int64_t batch, Rng& rng);  // no grad, generator in train mode
   // One generator step: maximize the teacher-student discrepancy (+ optional DAFL/BN terms).
