@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { distill, info, stats } from "../src/index.js";
-import { CLI, ROOT, SKIP_MNIST, TEACHER, mnistTeacherRows, mnistVal, rejectsWith, requireMnist, tmp } from "./helpers.js";
+import { CLI, ROOT, SKIP_MNIST, TEACHER, mnistTeacherRows, mnistVal, python, rejectsWith, requireMnist, tmp } from "./helpers.js";
 import { execFileSync } from "node:child_process";
 
 const family = (name: string) => path.join(ROOT, "models", "family", `${name}.pt`);
@@ -132,6 +132,34 @@ describe("teachers without metadata", () => {
     expect((await info(family("cnn_gn"))).inputShape).toEqual([1, 28, 28]);   // its classifier fixes the side
     const e = await rejectsWith(info(family("resnet8_bn")), "E_CONFIG");     // global pooling: any side fits
     expect(e.message).toMatch(/ambiguous.*\[1, 28, 28\].*\[1, 32, 32\].*--input-shape/s);
+  });
+
+  it("the generator makes images in [0, 1] through a normalization that cannot be the data's statistics", async () => {
+    const teacher = family("lenet5_nobn");  // no BatchNorm: DAFL's terms, no BN term to anchor the output
+    const pm1 = { mean: [0.5], std: [0.5] };  // inputs in [-1, 1]: a convention, not MNIST's statistics
+    const out = tmp();
+    const r = await distill({ teacher, normalization: pm1, outDir: out, ...tiny });
+    expect((r.config.generator as Record<string, unknown>).output).toBe("pixels");
+    // every sample, mapped back to pixels, is an image (the standardized head reaches far outside [0, 1])
+    const range = JSON.parse(python(`
+import torch, json
+g = torch.jit.load(${JSON.stringify(path.join(out, "generator.pt"))})
+torch.manual_seed(0)
+x = g(torch.randn(256, 100)) * 0.5 + 0.5
+print(json.dumps([x.min().item(), x.max().item(), x.std().item()]))`));
+    expect(range[0]).toBeGreaterThanOrEqual(0);
+    expect(range[1]).toBeLessThanOrEqual(1);
+    expect(range[2]).toBeGreaterThan(0.01);  // not a constant image
+    // MNIST's own statistics (the file's metadata): GeneratorA's standardized head
+    const m = await distill({ teacher, outDir: tmp(), ...tiny });
+    expect((m.config.generator as Record<string, unknown>).output).toBe("standardized");
+    // a teacher with BatchNorm: the BN term anchors the (affine) standardized head
+    const b = await distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], normalization: pm1, outDir: tmp(), ...tiny });
+    expect((b.config.generator as Record<string, unknown>).output).toBe("standardized");
+    // pixels need a normalization
+    const e = await rejectsWith(distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], outDir: tmp(), ...tiny,
+      generator: { output: "pixels" } }), "E_CONFIG");
+    expect(e.message).toMatch(/normalization/);
   });
 
   it("dfkd distill takes --input-shape and --budget, and labels the samples", () => {

@@ -19,7 +19,7 @@ enum class Schedule { none, cosine, step };
 enum class Spectrum { amplitude, power };
 // The generator's last layer (zoo.cpp make_generator): "pixels" = sigmoid to [0, 1], then the
 // teacher's input normalization; "standardized" = DFAD/DAFL's tanh -> BatchNorm (per-channel mean 0,
-// std 1; affine with the BN term); "auto" = pixels when the normalization is known (plan.cpp).
+// std 1; affine with the BN term); "auto" = the rule of plan.cpp resolve_defaults.
 enum class GenOutput { automatic, pixels, standardized };
 
 // An optimizer and its schedule (the student's, the generator's).

@@ -16,7 +16,7 @@ GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::
     : c_(c), teacher_(teacher) {
   if (c.nz < 1 || c.ngf < 1) fail("E_CONFIG", "generator nz and ngf must be positive");
   GeneratorHead head;
-  head.pixels = c.output == GenOutput::pixels || (c.output == GenOutput::automatic && !mean.empty());
+  head.pixels = c.output == GenOutput::pixels;  // auto: resolved by plan.cpp (standardized when unresolved)
   if (head.pixels && mean.empty())
     fail("E_CONFIG", "generator.output 'pixels' needs the teacher's input normalization: set normalization "
                      "{ mean, std } (mean 0, std 1 for raw [0, 1] pixels)");
