@@ -18,8 +18,7 @@ describe("method auto", () => {
     expect(r.method).toBe("adversarial");
     expect(r.methodChoice?.reason).toMatch(/3 BatchNorm layers/);
     const g = r.config.generator as Record<string, number>;
-    expect(g.bn).toBe(1);
-    expect(g.onehot).toBe(0);
+    expect([g.adversarial, g.bn, g.onehot, g.activation, g.entropy]).toEqual([1, 10, 0.5, 0, 0]);  // Fast-Datafree's weights
   });
 
   it("picks DAFL (the adversarial loop with DAFL's terms, no adversarial term) for a teacher without BatchNorm and no stats file", async () => {

@@ -30,13 +30,15 @@ Recipe recipe() {
   // to mean 0 / std 1, which a teacher of inputs in [-1, 1] never sees (issue 20: 17.8%). With the
   // BN term on, it is affine: the teacher's BN statistics anchor its scale and shift. Without
   // (DAFL's terms), an affine output let the activation term inflate the inputs without bound
-  // (the BN-less LeNet-5 fell to 40.7% in 5 minutes, discrepancy 11.9), so it stays DFAD's.
+  // (the BN-less LeNet-5 fell to 40.7% in 5 minutes, discrepancy 11.9), so it stays DFAD's, or,
+  // where the normalization cannot be the data's statistics, a sigmoid image through it
+  // (generator.output; plan.cpp resolve_defaults).
   auto& g = r.generator;
   g.nz = 100, g.ngf = 16, g.optimizer = OptimKind::adam, g.lr = 1e-3, g.schedule = Schedule::none;
   g.loss = Loss::l1, g.adversarial = 1.0;
   // DAFL's terms (DAFL_train.py: onehot 1, activation 0.1, entropy 5) and DeepInversion's BN
-  // term follow the teacher (plan.cpp resolve_defaults): the BN term when it has BatchNorm, DAFL's
-  // terms when it has none.
+  // term follow the teacher (plan.cpp resolve_defaults): the BN term (10) and a one-hot term (0.5)
+  // when it has BatchNorm (Fast-Datafree's weights), DAFL's terms when it has none.
   g.onehot = g.activation = g.entropy = g.bn = 0.0;
   return r;
 }
