@@ -52,6 +52,7 @@ Json nums_json(const std::vector<double>& v) { return Json(Json::Array(v.begin()
 // MNIST's 0.1307 / 0.3081 (bound 0.337) and ImageNet's 0.485 / 0.229 can; the conventions 0 / 1 (raw
 // pixels) and 0.5 / 0.5 ([-1, 1]) cannot.
 bool could_be_data_statistics(const std::vector<double>& mean, const std::vector<double>& std) {
+  if (mean.empty() || std.empty()) return false;
   for (size_t i = 0; i < mean.size(); ++i) {
     const double m = mean[i], s = std[std::min(i, std.size() - 1)];
     if (!(m > 0 && m < 1 && s < std::sqrt(m * (1 - m)))) return false;
@@ -105,7 +106,7 @@ void resolve_defaults(DistillConfig& c, Run& r, const MethodInfo& info) {
     // DFAD + DAFL's terms 53.20%, DFAD alone 39.47% (the generator outruns the student as its lr
     // decays; bench/results/family.val.json and the issue notes).
     if (!c.has("generator.bn")) g.bn = bn ? 10.0 : 0.0;
-    if (bn && g.bn > 0 && !c.has("generator.onehot")) g.onehot = 0.5;  // with the BN term it goes with
+    if (g.bn > 0 && !c.has("generator.onehot")) g.onehot = 0.5;  // Fast-Datafree's one-hot term comes with the BN term
     // The generator's head. GeneratorA's standardized output (tanh -> BatchNorm, mean 0 / std 1 per
     // channel) is right when the normalization is the data's own statistics, and it won on the tune
     // teachers (all normalized by MNIST's statistics; validation rows, 2 minutes, seeds 0/1: 97.04 /
