@@ -114,6 +114,8 @@ program.command("distill").description("distill a teacher into a smaller student
   .option("--stats <file>", "statistics file from `dfkd stats` (statistical, spectral)")
   .option("--layers <a,b>", "extra teacher submodules to tap", list)
   .option("--device <device>", "cpu, cuda, cuda:N or auto").option("--threads <n>", "CPU threads", int).option("--seed <n>", "random seed", int)
+  .addOption(new Option("--precision <p>", "forwards in fp32, or under bf16 autocast").choices(["fp32", "bf16"]))
+  .option("--channels-last", "NHWC memory order for convolutions (GPU fast path)")
   .option("--steps <n>", "student steps (classical)", int).option("--steps-per-round <n>", "student steps per synthesized batch", int)
   .option("--batch-size <n>", "student batch size", int).option("--lr <x>", "student learning rate", num)
   .option("--temperature <t>", "KD temperature", num)
@@ -144,7 +146,7 @@ program.command("distill").description("distill a teacher into a smaller student
       cfg.data = dataset(o.data, o.labels, o.dataRange, o.mean, o.std) ?? cfg.data;
       cfg.test = dataset(o.test, o.testLabels, o.testRange, o.mean, o.std) ?? cfg.test;
       if (o.mean && o.std) cfg.normalization = { mean: o.mean, std: o.std };
-      for (const [flag, key] of [["budget", "budget"], ["inputShape", "inputShape"], ["prior", "prior"], ["stats", "stats"], ["layers", "layers"], ["device", "device"], ["threads", "threads"], ["seed", "seed"], ["evalEvery", "evalEvery"], ["checkpointEvery", "checkpointEvery"], ["out", "outDir"], ["resume", "resume"]] as const)
+      for (const [flag, key] of [["budget", "budget"], ["inputShape", "inputShape"], ["prior", "prior"], ["stats", "stats"], ["layers", "layers"], ["device", "device"], ["threads", "threads"], ["seed", "seed"], ["precision", "precision"], ["channelsLast", "channelsLast"], ["evalEvery", "evalEvery"], ["checkpointEvery", "checkpointEvery"], ["out", "outDir"], ["resume", "resume"]] as const)
         if (o[flag] !== undefined) (cfg as Record<string, unknown>)[key] = o[flag];
       const train = { ...cfg.train }, synth = { ...cfg.synth }, adv = { ...cfg.adversarial };
       if (o.steps !== undefined) train.steps = o.steps;

@@ -154,6 +154,13 @@ export const distillSchema = z.strictObject({
   device: z.string().regex(/^(cpu|cuda|auto|cuda:\d+)$/, "device must be cpu, cuda, cuda:N or auto").optional(),
   seed: nonNegInt.optional(),
   threads: positiveInt.optional(),
+  /** The models' forwards: "fp32" (default), or "bf16" autocast — convolutions and matrix products
+   * in bfloat16, weights, losses and optimizer in float32 (GPUs with bf16 tensor cores, recent
+   * CPUs). Evaluation always runs in float32; the saved student is float32. */
+  precision: z.enum(["fp32", "bf16"]).optional(),
+  /** 4-D weights and inputs in channels-last (NHWC) memory order: the fast path of cuDNN's and
+   * oneDNN's convolutions. Same values, same student. Default false. */
+  channelsLast: z.boolean().optional(),
   /** Teacher input [C, H, W]; default: the teacher file's dfkd metadata, or the data's shape. */
   inputShape: z.array(positiveInt).length(3).optional(),
   /** Wall-clock budget of the whole run: seconds, or "90s", "10m", "2h", "1h30m". The run measures

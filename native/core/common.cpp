@@ -1,6 +1,10 @@
 #include "core/common.h"
 
+#include <ATen/autocast_mode.h>
+#include <ATen/record_function.h>
+
 #include <cmath>
+#include <cstring>
 
 namespace dfkd {
 
@@ -57,6 +61,86 @@ Json tensor_list(const torch::Tensor& t) {
   auto p = c.data_ptr<double>();
   for (int64_t i = 0; i < c.numel(); ++i) a.emplace_back(p[i]);
   return Json(a);
+}
+
+// ---- device -> host reads -----------------------------------------------------------------------
+
+namespace {
+thread_local int64_t tl_reads = 0, tl_items = -1;
+thread_local ForwardOptions tl_forward;
+}  // namespace
+
+std::vector<double> read_scalars(const std::vector<torch::Tensor>& scalars) {
+  if (scalars.empty()) return {};
+  std::vector<torch::Tensor> flat;
+  flat.reserve(scalars.size());
+  for (auto& t : scalars) flat.push_back(t.detach().reshape({1}).to(torch::kDouble));
+  // One copy to the host (the sync), then plain memory reads.
+  auto host = torch::cat(flat).to(torch::kCPU).contiguous();
+  ++tl_reads;
+  const double* p = host.data_ptr<double>();
+  return std::vector<double>(p, p + host.numel());
+}
+
+SyncCounter::SyncCounter(bool count_items) : items_on_(count_items) {
+  tl_reads = 0;
+  tl_items = count_items ? 0 : -1;
+  if (!count_items) return;
+  handle_ = at::addThreadLocalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+        if (std::strcmp(fn.name(), "aten::_local_scalar_dense") == 0) ++tl_items;
+        return nullptr;
+      }).needsInputs(false).scopes({at::RecordScope::FUNCTION}));
+}
+SyncCounter::~SyncCounter() {
+  if (items_on_) at::removeCallback(handle_);
+}
+int64_t SyncCounter::reads() const { return tl_reads; }
+int64_t SyncCounter::items() const { return tl_items; }
+
+void sync_device(torch::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? -1 : device.index());
+}
+
+// ---- forward precision and memory format ----------------------------------------------------------
+
+void set_forward_options(const ForwardOptions& o) { tl_forward = o; }
+const ForwardOptions& forward_options() { return tl_forward; }
+
+ForwardCast::ForwardCast() : cast_(tl_forward.bf16 && !at::autocast::is_autocast_enabled(tl_forward.device)) {
+  if (!cast_) return;
+  const auto dev = tl_forward.device;
+  prev_dtype_ = at::autocast::get_autocast_dtype(dev);
+  at::autocast::set_autocast_dtype(dev, at::kBFloat16);
+  at::autocast::set_autocast_enabled(dev, true);
+  at::autocast::increment_nesting();
+}
+ForwardCast::~ForwardCast() {
+  if (!cast_) return;
+  const auto dev = tl_forward.device;
+  at::autocast::set_autocast_enabled(dev, false);
+  at::autocast::set_autocast_dtype(dev, prev_dtype_);
+  // the weights cast for this forward: the next optimizer step changes them
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+}
+torch::Tensor ForwardCast::in(const torch::Tensor& x) const {
+  return tl_forward.channels_last && x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+}
+torch::Tensor ForwardCast::out(const torch::Tensor& t) const {
+  return cast_ && t.defined() && t.scalar_type() == at::kBFloat16 ? t.to(at::kFloat) : t;
+}
+
+Float32Scope::Float32Scope() : prev_(tl_forward.bf16) { tl_forward.bf16 = false; }
+Float32Scope::~Float32Scope() { tl_forward.bf16 = prev_; }
+
+void to_channels_last(torch::jit::Module& m) {
+  torch::NoGradGuard ng;
+  for (auto sub : m.modules()) {
+    for (const auto& p : sub.named_parameters(/*recurse=*/false))
+      if (p.value.dim() == 4) p.value.set_data(p.value.contiguous(at::MemoryFormat::ChannelsLast));
+    for (const auto& b : sub.named_buffers(/*recurse=*/false))
+      if (b.value.dim() == 4) b.value.set_data(b.value.contiguous(at::MemoryFormat::ChannelsLast));
+  }
 }
 
 }  // namespace dfkd

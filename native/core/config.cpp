@@ -218,6 +218,7 @@ template <class V> void visit_top(V& v, DistillConfig& c) {
   v.fields("inputShape", c.input_shape, "data", c.data, "test", c.test, "stats", c.stats, "layers", c.layers);
   v.fields("evalEvery", c.eval_every, "checkpointEvery", c.checkpoint_every, "resume", c.resume, "version", c.version);
   v.field("prior", c.prior);
+  v.fields("precision", c.precision, "channelsLast", c.channels_last);
 }
 
 DistillConfig parse_distill(const Json& j) {
@@ -228,6 +229,7 @@ DistillConfig parse_distill(const Json& j) {
   // the config is still checked key by key.
   c.recipe = c.method == "auto" ? Recipe{} : method_info(c.method).recipe();
   visit_top(r, c);
+  if (c.precision != "fp32" && c.precision != "bf16") fail("E_CONFIG", "precision must be 'fp32' or 'bf16'");
   if (const Json* b = r.take("budget"); b && !b->is_null()) c.budget = parse_budget(*b);
   if (const Json* n = r.take("normalization"); n && !n->is_null()) {
     Reader nr(*n, "normalization");

@@ -110,6 +110,10 @@ struct DistillConfig {
   std::string method_reason;    // why auto chose it ("" when the user named the method)
   std::string teacher, student = "lenet5_half";  // student: a zoo name or a TorchScript file
   std::string device = "cpu";
+  // The models' forwards: "fp32", or "bf16" autocast (convolutions and matmuls in bfloat16,
+  // losses and weights in float32; for GPUs with bf16 tensor cores and recent CPUs).
+  std::string precision = "fp32";
+  bool channels_last = false;  // NHWC memory order for 4-D weights and inputs (cuDNN/oneDNN fast path)
   uint64_t seed = 0;
   int64_t threads = 0;  // 0: leave libtorch's setting
   std::vector<int64_t> input_shape;

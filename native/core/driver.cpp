@@ -1,5 +1,6 @@
 #include "core/driver.h"
 
+#include <cstdlib>
 #include <ctime>
 
 #include "core/io/files.h"
@@ -18,22 +19,24 @@ double secs_since(Clock::time_point t) { return std::chrono::duration<double>(Cl
 
 Progress::Progress(const EmitFn& emit) : emit_(emit), start_(Clock::now()), last_(Clock::now() - std::chrono::seconds(1)) {}
 
-void Progress::report(const std::string& phase, int64_t step, int64_t total, const Losses& l, double items_per_sec,
+bool Progress::report(const std::string& phase, int64_t step, int64_t total, const StepLosses& l, double items_per_sec,
                       double fraction_done, Json extra) {
   auto now = Clock::now();
-  if (std::chrono::duration<double>(now - last_).count() < 0.1 && step < total) return;
+  if (std::chrono::duration<double>(now - last_).count() < 0.1 && step < total) return false;
   last_ = now;
   Json e = extra.is_object() ? extra : Json(Json::Object{});
   e["type"] = "progress";
   e["phase"] = phase;
   e["step"] = step;
   e["total"] = total;
-  e["losses"] = losses_json(l);
+  e["losses"] = losses_json(l.read());
+  ++events_;
   e["throughput"] = items_per_sec;
   double el = secs_since(start_);
   e["elapsed"] = el;
   e["eta"] = fraction_done > 1e-6 ? std::max(0.0, el / fraction_done - el) : -1.0;
   emit_(e);
+  return true;
 }
 
 torch::Device pick_device(const std::string& d) {
@@ -58,11 +61,18 @@ void Run::check_cancel(const std::string& where) const {
   if (cancel.load()) fail("E_CANCELLED", "cancelled " + where);
 }
 
-Losses Run::student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
+StepLosses Run::student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
   const auto& t = cfg.recipe.train;
   auto parts = dfkd::student_step(*teacher, student, *opt, x, y, t.loss, t.temperature, t.ce_weight, step);
-  commit_pending();  // the state held since the last checkpoint gave a finite loss (E_NAN throws first)
+  student_finite = still_finite(student_finite, parts.tensor("student"));
+  parts.guard(student_finite, "the student loss", "lower the learning rate");
   return parts;
+}
+
+void Run::report(const std::string& phase, int64_t step, int64_t total, const StepLosses& l, double items_per_sec,
+                 double fraction_done, Json extra) {
+  if (progress.report(phase, step, total, l, items_per_sec, fraction_done, std::move(extra)) && phase != "synthesize")
+    commit_pending();  // every student loss up to this step was finite (the read throws E_NAN first)
 }
 
 void Run::maybe_eval(int64_t step) {
@@ -88,10 +98,12 @@ void Run::save_samples(const torch::Tensor& x, const torch::Tensor& y) {
   {
     torch::NoGradGuard ng;
     auto n = std::min<int64_t>(64, x.size(0));
-    auto p = torch::softmax(teacher->logits(x.slice(0, 0, n)), 1).cpu();
+    auto p = torch::softmax(teacher->logits(x.slice(0, 0, n)), 1);
     auto [conf, cls] = p.max(1);
+    auto host = torch::stack({conf.to(torch::kDouble), cls.to(torch::kDouble)}).cpu();
+    auto a = host.accessor<double, 2>();
     for (int64_t i = 0; i < n; ++i)
-      labels.push_back(std::to_string(cls[i].item<int64_t>()) + " " + std::to_string(std::llround(100 * conf[i].item<double>())) + "%");
+      labels.push_back(std::to_string(int64_t(a[1][i])) + " " + std::to_string(std::llround(100 * a[0][i])) + "%");
   }
   save_png_grid(x, base + ".png", meta.nums("mean"), meta.nums("std"), 64, 8, labels);
 }
@@ -109,7 +121,7 @@ void Run::load_rng(CheckpointReader& ck) {
 
 // A state with non-finite weights is never written: E_NAN, and the file on disk stays.
 void Run::save_checkpoint(Method& m, const char* reason, bool defer) {
-  if (!module_finite(student)) fail("E_NAN", "the student's weights are no longer finite; lower the learning rate");
+  if (!module_finite(student)) fail("E_NAN", "the student's weights became NaN or infinite; lower the learning rate");
   Checkpoint ck;
   Json st = m.save(*this, ck);
   if (reason) st["reason"] = reason;
@@ -144,6 +156,7 @@ void setup(Run& r) {
   r.device = pick_device(c.device);
   r.rng = std::make_unique<Rng>(c.seed, r.device);
   set_threads(c.threads);
+  set_forward_options({c.precision == "bf16", c.channels_last, r.device.type()});
   r.phase("load");
   r.teacher = std::make_unique<Teacher>(c.teacher, r.device, c.layers);
   if (c.layers.empty() && !c.stats.empty()) {
@@ -174,6 +187,10 @@ void setup(Run& r) {
   if (r.test.size() && r.test.x.sizes().slice(1).vec() != r.shape)
     fail("E_SHAPE", "test images have shape " + shape_str(r.test.x.sizes().slice(1)) + ", the input shape is " + shape_str(r.shape));
   r.student = make_student(c.student, r.shape, r.classes, r.rng->host, r.device);
+  if (c.channels_last) {
+    to_channels_last(r.teacher->module());
+    to_channels_last(r.student);
+  }
   {
     torch::NoGradGuard ng;
     std::vector<int64_t> full{2};
@@ -244,6 +261,7 @@ void drive(Run& r, Method& m) {
       deadline.check(m);
       if (every > 0 && m.unit() % every == 0 && !m.done()) r.save_checkpoint(m, nullptr, /*defer=*/true);
     }
+    if (r.pending) r.last_student.read();  // (E_NAN when a student loss since was not finite)
     r.commit_pending();
   } catch (const Error& e) {
     r.pending = false;
@@ -262,7 +280,7 @@ void drive(Run& r, Method& m) {
         r.save_checkpoint(m, e.code == "E_CANCELLED" ? "cancelled" : "nan");
       } catch (const Error& bad) {
         if (bad.code != "E_NAN") throw;
-        throw keep_last_good("the weights are no longer finite, so they were not saved");
+        throw keep_last_good("the weights became NaN or infinite, so they were not saved");
       }
       const std::string& ck = r.cfg.output.checkpoint;
       throw Error(e.code, std::string(e.what()) + "; checkpoint written to " + ck + " (pass it as resume to continue)", ck);
@@ -308,7 +326,7 @@ Json report_of(Run& r) {
   for (auto& [k, v] : r.timings) { tj[k] = v; total += v; }
   tj["total"] = total;
   report["timings"] = tj;
-  report["losses"] = Json(Json::Object{{"student", losses_json(r.last_student)}, {"synthesis", losses_json(r.last_synth)}});
+  report["losses"] = Json(Json::Object{{"student", losses_json(r.last_student.read())}, {"synthesis", losses_json(r.last_synth.read())}});
   if (!r.evals.as_array().empty()) report["evals"] = r.evals;
   report["report"] = r.cfg.output.report;
   // Provenance: the effective config, what ran it, when.
@@ -333,8 +351,18 @@ Json report_of(Run& r) {
 
 }  // namespace
 
+namespace {
+// The job thread's forward options back to the defaults when the job ends, however it ends.
+struct ForwardOptionsReset {
+  ~ForwardOptionsReset() { set_forward_options({}); }
+};
+}  // namespace
+
 Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>& cancel) {
   auto t_start = Clock::now();
+  ForwardOptionsReset reset_forward;
+  const char* count_env = std::getenv("DFKD_COUNT_SYNCS");
+  SyncCounter syncs(count_env && std::string(count_env) == "1");
   Json j = config;
   std::string reason;
   if (!j.has("method") || j.get("method").is_null() || (j.get("method").is_string() && j.get("method").as_string() == "auto")) {
@@ -371,7 +399,13 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   auto method = info.make(info);
   method->init(r);
   if (ck) restoring(ck->path(), [&] { method->restore(r, *ck, rs); });
+  // Host syncs of the loop: reads of device values (one per progress event, eval or checkpoint)
+  // and, with DFKD_COUNT_SYNCS=1, every other scalar read (.item()).
+  const int64_t reads0 = syncs.reads(), items0 = syncs.items(), events0 = r.progress.events();
   drive(r, *method);
+  Json host_syncs = Json(Json::Object{{"reads", syncs.reads() - reads0}, {"progressEvents", r.progress.events() - events0},
+                                      {"evals", int64_t(r.evals.as_array().size())}});
+  if (syncs.items() >= 0) host_syncs["items"] = syncs.items() - items0;
 
   // save the student, evaluate, write the report
   auto t0 = Clock::now();
@@ -388,6 +422,7 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   }
   Json report = report_of(r);
   if (!evaluation.is_null()) report["evaluation"] = evaluation;
+  report["hostSyncs"] = host_syncs;
   write_file_atomic(cfg.output.report, report.dump());
   return report;
 }

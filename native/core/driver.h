@@ -18,15 +18,20 @@ using EmitFn = std::function<void(const Json&)>;
 using Clock = std::chrono::steady_clock;
 double secs_since(Clock::time_point t);
 
-// Throughput/ETA bookkeeping and throttled progress events.
+// Throughput/ETA bookkeeping and throttled progress events (at most one per 0.1 s, and the last
+// step). A step's losses are read from the device only when its event goes out: the one host
+// sync of a reported step; the steps between events never wait for the device.
 class Progress {
  public:
   explicit Progress(const EmitFn& emit);
-  void report(const std::string& phase, int64_t step, int64_t total, const Losses& l, double items_per_sec,
+  // Whether an event went out (its losses read, their guards checked: E_NAN).
+  bool report(const std::string& phase, int64_t step, int64_t total, const StepLosses& l, double items_per_sec,
               double fraction_done, Json extra = Json());
+  int64_t events() const { return events_; }
  private:
   const EmitFn& emit_;
   Clock::time_point start_, last_;
+  int64_t events_ = 0;
 };
 
 class Method;
@@ -47,7 +52,8 @@ struct Run {
   Progress progress;
   int64_t steps = 0;        // student steps of the whole run (the method sets it)
   int64_t synthesized = 0;
-  Losses last_student, last_synth;
+  StepLosses last_student, last_synth;
+  torch::Tensor student_finite;  // every student loss so far was finite (on the device)
   bool synthesizing = false;  // in input synthesis: a NaN there leaves the student's state good
   Json meta;                  // normalization etc. stored with the student
   Json evals = Json(Json::Array{});
@@ -60,9 +66,13 @@ struct Run {
   void log(const std::string& msg);
   void phase(const std::string& p);
   void check_cancel(const std::string& where) const;  // E_CANCELLED "cancelled <where>"
-  // The student step every method takes (train config: loss, temperature, CE weight); commits
-  // a deferred checkpoint once the loss is finite.
-  Losses student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step);
+  // The student step every method takes (train config: loss, temperature, CE weight), its
+  // losses guarded by the running finiteness of every student loss.
+  StepLosses student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step);
+  // A progress event (Progress::report); one that read the student's losses (any phase but
+  // synthesis) confirms that the state since a deferred checkpoint is good: it is committed.
+  void report(const std::string& phase, int64_t step, int64_t total, const StepLosses& l, double items_per_sec,
+              double fraction_done, Json extra = Json());
   void maybe_eval(int64_t step);  // every cfg.evalEvery student steps and at the last
   void save_samples(const torch::Tensor& x, const torch::Tensor& y);  // samples.safetensors + .png
 
@@ -72,7 +82,8 @@ struct Run {
   void put_rng(Checkpoint& c, const RngState* state = nullptr);
   void load_rng(CheckpointReader& ck);
 
-  // Checkpoints: `defer` holds the state in memory until the next student loss is finite.
+  // Checkpoints: `defer` holds the state in memory until a later read of the student's losses
+  // finds every one finite (a progress event, or the end of the run).
   void save_checkpoint(Method& m, const char* reason = nullptr, bool defer = false);
   void commit_pending();
   bool pending = false;

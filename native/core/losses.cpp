@@ -111,16 +111,16 @@ torch::Tensor dafl_entropy(const torch::Tensor& t) {
   return (p * torch::log10(p + 1e-12)).sum();  // DAFL_train.py: (softmax_o_T * torch.log10(softmax_o_T)).sum()
 }
 
-torch::Tensor compose(const std::vector<Term>& terms, const TermInput& in, const torch::Tensor& like, Losses& parts,
+torch::Tensor compose(const std::vector<Term>& terms, const TermInput& in, const torch::Tensor& like, StepLosses& parts,
                       const char* total_name) {
   torch::Tensor total = torch::zeros({}, like.options());
   for (auto& t : terms) {
     auto v = t.fn(in);
     if (!v.defined()) continue;
-    parts[t.name] = v.item<double>();
+    parts.set(t.name, v);
     total = total + t.weight * v;
   }
-  parts[total_name] = total.item<double>();
+  parts.set(total_name, total);
   return total;
 }
 
@@ -131,5 +131,41 @@ Json losses_json(const Losses& l) {
   Json j = Json(Json::Object{});
   for (auto& [k, v] : l) j[k] = v;
   return j;
+}
+
+void StepLosses::set(const std::string& name, const torch::Tensor& v) {
+  for (auto& [k, t] : dev_)
+    if (k == name) { t = v.detach(); return; }
+  dev_.emplace_back(name, v.detach());
+}
+void StepLosses::set(const std::string& name, double v) { host_[name] = v; }
+void StepLosses::guard(const torch::Tensor& finite, std::string what, std::string hint) {
+  guards_.push_back({finite.detach(), std::move(what), std::move(hint)});
+}
+void StepLosses::merge(const StepLosses& o, const std::string& prefix) {
+  for (auto& [k, t] : o.dev_) set(prefix + k, t);
+  for (auto& [k, v] : o.host_) host_[prefix + k] = v;
+  guards_.insert(guards_.end(), o.guards_.begin(), o.guards_.end());
+}
+torch::Tensor StepLosses::tensor(const std::string& name) const {
+  for (auto& [k, t] : dev_) if (k == name) return t;
+  return torch::Tensor();
+}
+
+Losses StepLosses::read() const {
+  std::vector<torch::Tensor> all;
+  for (auto& g : guards_) all.push_back(g.ok);
+  for (auto& [k, t] : dev_) all.push_back(t);
+  auto v = read_scalars(all);
+  for (size_t i = 0; i < guards_.size(); ++i)
+    if (v[i] == 0) fail("E_NAN", guards_[i].what + " became NaN or infinite; " + guards_[i].hint);
+  Losses out = host_;
+  for (size_t i = 0; i < dev_.size(); ++i) out[dev_[i].first] = v[guards_.size() + i];
+  return out;
+}
+
+torch::Tensor still_finite(const torch::Tensor& flag, const torch::Tensor& loss) {
+  auto ok = torch::isfinite(loss.detach()).all();
+  return flag.defined() ? flag.logical_and(ok) : ok;
 }
 }  // namespace dfkd

@@ -13,6 +13,30 @@ namespace dfkd {
 using Losses = std::map<std::string, double>;
 Json losses_json(const Losses& l);  // { name: value } for events and reports
 
+// A step's loss terms as they are computed: scalars on the device, read to the host all together
+// (read_scalars: one copy, one sync on a GPU) only when something needs the values: a progress
+// event that goes out, a checkpoint, the report. A guard is a flag that must be true — a running
+// "every loss so far was finite" (still_finite) — and a read that finds it false fails with
+// E_NAN "<what> became NaN or infinite; <hint>". Nothing in a step waits for the device.
+class StepLosses {
+ public:
+  void set(const std::string& name, const torch::Tensor& v);  // a 0-dim tensor, detached here
+  void set(const std::string& name, double v);                // a host value (the lr)
+  void guard(const torch::Tensor& finite, std::string what, std::string hint);
+  void merge(const StepLosses& o, const std::string& prefix);  // o's entries as prefix + name, and its guards
+  torch::Tensor tensor(const std::string& name) const;         // the device value (undefined if none)
+  Losses read() const;
+  bool empty() const { return dev_.empty() && host_.empty(); }
+
+ private:
+  struct Guard { torch::Tensor ok; std::string what, hint; };
+  std::vector<std::pair<std::string, torch::Tensor>> dev_;
+  Losses host_;
+  std::vector<Guard> guards_;
+};
+// `flag` && isfinite(loss), on the device (an undefined flag counts as true).
+torch::Tensor still_finite(const torch::Tensor& flag, const torch::Tensor& loss);
+
 }  // namespace dfkd
 
 namespace dfkd::losses {
@@ -81,8 +105,8 @@ struct Term {
   std::function<torch::Tensor(const TermInput&)> fn;
 };
 // sum_i weight_i * fn_i(in), in order, from a zero of `like`'s options; `parts` gets each term's
-// value by name and the total as `total_name`.
-torch::Tensor compose(const std::vector<Term>& terms, const TermInput& in, const torch::Tensor& like, Losses& parts,
+// value by name and the total as `total_name` (on the device: nothing is read here).
+torch::Tensor compose(const std::vector<Term>& terms, const TermInput& in, const torch::Tensor& like, StepLosses& parts,
                       const char* total_name);
 
 }  // namespace dfkd::losses

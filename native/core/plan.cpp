@@ -142,12 +142,14 @@ Kind kind_of(const MethodInfo& info) {
 }
 
 // Seconds per call of `f`, after `warm` untimed calls (TorchScript's profiling executor
-// specializes the graph on its first runs).
+// specializes the graph on its first runs); the device's queued work is waited for on both ends.
 template <class F>
-double per_call(F&& f, int warm = 2, int timed = 3) {
+double per_call(torch::Device device, F&& f, int warm = 2, int timed = 3) {
   for (int i = 0; i < warm; ++i) f(i);
+  sync_device(device);
   auto t0 = Clock::now();
   for (int i = 0; i < timed; ++i) f(warm + i);
+  sync_device(device);
   return secs_since(t0) / timed;
 }
 
@@ -172,7 +174,7 @@ double student_step_cost(Run& r, const DistillConfig& c, const std::function<tor
   auto s = trainable_copy(r.student);
   Optim opt(parameters_of(s), c.recipe.train, 100);
   const auto& t = c.recipe.train;
-  return per_call([&](int i) { dfkd::student_step(*r.teacher, s, opt, x(), y, t.loss, t.temperature, t.ce_weight, i); });
+  return per_call(r.device, [&](int i) { dfkd::student_step(*r.teacher, s, opt, x(), y, t.loss, t.temperature, t.ce_weight, i); });
 }
 
 struct Costs {
@@ -198,7 +200,7 @@ Costs calibrate(Run& r, const DistillConfig& c, const MethodInfo& info) {
         InputSynthesizer syn(*r.teacher, sc, std::move(layers), r.shape, r.classes);
         std::vector<Clock::time_point> at;
         syn.run(rng, sc.adi > 0 ? &r.student : nullptr, r.cancel,
-                [&](int64_t, int64_t, const Losses&) { at.push_back(Clock::now()); });
+                [&](int64_t, int64_t, const StepLosses&) { sync_device(r.device); at.push_back(Clock::now()); });
         k.synth_iter = std::chrono::duration<double>(at[4] - at[1]).count() / 3;
       }
       auto x = batch_of(r, t.batch);
@@ -211,7 +213,7 @@ Costs calibrate(Run& r, const DistillConfig& c, const MethodInfo& info) {
       GeneratorSynth g(c.recipe.generator, *r.teacher, r.shape, gen, 100, c.mean, c.std);
       k.student_step = student_step_cost(r, c, [&] { return g.sample(t.batch, rng); }, torch::Tensor());
       auto s = trainable_copy(r.student);
-      k.generator_step = per_call([&](int i) { g.step(s, a.batch, t.temperature, rng, i); });
+      k.generator_step = per_call(r.device, [&](int i) { g.step(s, a.batch, t.temperature, rng, i); });
       break;
     }
     case Kind::classical: {

@@ -60,8 +60,9 @@ void save_module(torch::jit::Module& m, const std::string& path, const Json& met
 
 torch::Tensor run_logits(torch::jit::Module& m, const torch::Tensor& x, const char* who) {
   torch::jit::IValue out;
+  ForwardCast fc;
   try {
-    out = m.forward({x});
+    out = m.forward({fc.in(x)});
   } catch (...) {
     Error e = translate(std::current_exception(), "E_SHAPE", "");
     if (e.code != "E_SHAPE") throw e;
@@ -71,7 +72,7 @@ torch::Tensor run_logits(torch::jit::Module& m, const torch::Tensor& x, const ch
   if (out.isTuple()) out = out.toTupleRef().elements().at(0);
   if (!out.isTensor())
     fail("E_MODEL_OUTPUT", std::string("the ") + who + "'s forward must return a tensor of logits");
-  auto t = out.toTensor();
+  auto t = fc.out(out.toTensor());
   if (t.dim() != 2)
     fail("E_MODEL_OUTPUT", std::string("the ") + who + " must return 2-D logits [batch, classes], got shape " +
                                shape_str(t.sizes()));
@@ -92,7 +93,8 @@ Teacher::Teacher(const std::string& path, torch::Device device, const std::vecto
 torch::Tensor Teacher::logits(const torch::Tensor& x) { return run_logits(module_, x, "teacher"); }
 
 Tapped Teacher::forward_tapped(const torch::Tensor& x) {
-  torch::jit::Stack stack{module_._ivalue(), x};
+  ForwardCast fc;
+  torch::jit::Stack stack{module_._ivalue(), fc.in(x)};
   try {
     tapped_fn_->run(stack);
   } catch (...) {
@@ -105,8 +107,8 @@ Tapped Teacher::forward_tapped(const torch::Tensor& x) {
   Tapped out;
   auto first = elems.at(0);
   if (first.isTuple()) first = first.toTupleRef().elements().at(0);
-  out.logits = first.toTensor();
-  for (size_t i = 1; i < elems.size(); ++i) out.acts.push_back(elems[i].toTensor());
+  out.logits = fc.out(first.toTensor());
+  for (size_t i = 1; i < elems.size(); ++i) out.acts.push_back(fc.out(elems[i].toTensor()));
   return out;
 }
 

@@ -4,7 +4,7 @@
 
 namespace dfkd {
 
-Losses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
+StepLosses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
                     const torch::Tensor& y, Loss loss_kind, double T, double ce_weight, int64_t step) {
   opt.step_schedule(step);
   torch::Tensor t;
@@ -17,15 +17,15 @@ Losses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, c
     fail("E_CLASS_MISMATCH", "the student predicts " + std::to_string(s.size(1)) + " classes, the teacher " +
                                  std::to_string(t.size(1)));
   auto loss = losses::discrepancy(loss_kind, s, t, T);
-  Losses parts{{"kd", loss.item<double>()}};
+  StepLosses parts;
+  parts.set("kd", loss);
   if (ce_weight > 0 && y.defined()) {
     auto ce = torch::cross_entropy_loss(s, y);
-    parts["ce"] = ce.item<double>();
+    parts.set("ce", ce);
     loss = loss + ce_weight * ce;
   }
-  parts["student"] = loss.item<double>();
-  parts["lr"] = opt.lr();
-  check_finite(loss, "the student loss");
+  parts.set("student", loss);
+  parts.set("lr", opt.lr());
   opt.zero_grad();
   loss.backward();
   opt.step();
@@ -86,17 +86,12 @@ BufferSnapshot::~BufferSnapshot() {
   for (auto& [live, copy] : saved_) live.copy_(copy);
 }
 
-void check_finite(const torch::Tensor& loss, const std::string& what) {
-  if (!std::isfinite(loss.item<double>()))
-    fail("E_NAN", what + " became " + (std::isnan(loss.item<double>()) ? "NaN" : "infinite") +
-                      "; lower the learning rate");
-}
-
 bool module_finite(torch::jit::Module& m) {
   torch::NoGradGuard ng;
-  for (auto p : m.parameters()) if (p.is_floating_point() && !torch::isfinite(p).all().item<bool>()) return false;
-  for (auto b : m.buffers()) if (b.is_floating_point() && !torch::isfinite(b).all().item<bool>()) return false;
-  return true;
+  std::vector<torch::Tensor> ok;
+  for (auto p : m.parameters()) if (p.is_floating_point()) ok.push_back(torch::isfinite(p).all());
+  for (auto b : m.buffers()) if (b.is_floating_point()) ok.push_back(torch::isfinite(b).all());
+  return ok.empty() || read_scalars({torch::stack(ok).all()})[0] != 0;  // one read for the module
 }
 
 Json EvalResult::json() const {
@@ -111,24 +106,26 @@ Json EvalResult::json() const {
 EvalResult evaluate(torch::jit::Module* teacher, torch::jit::Module* student, const Dataset& test, int64_t batch,
                     torch::Device device) {
   c10::InferenceMode guard;
+  Float32Scope fp32;
   EvalResult r;
   r.n = test.size();
   if (!test.labeled()) fail("E_DATA_INVALID", "the test set needs labels to measure accuracy");
   bool st_train = student && student->is_training();
   if (student) student->eval();
-  int64_t t_ok = 0, s_ok = 0, agree = 0;
+  auto counts = torch::zeros({3}, torch::TensorOptions().dtype(torch::kLong).device(device));  // teacher, student, agree
   for (int64_t i = 0; i < r.n; i += batch) {
     auto x = test.x.slice(0, i, std::min(i + batch, r.n)).to(device);
     auto y = test.y.slice(0, i, std::min(i + batch, r.n)).to(device);
     torch::Tensor tp, sp;
-    if (teacher) { tp = run_logits(*teacher, x, "teacher").argmax(1); t_ok += tp.eq(y).sum().item<int64_t>(); }
-    if (student) { sp = run_logits(*student, x, "student").argmax(1); s_ok += sp.eq(y).sum().item<int64_t>(); }
-    if (teacher && student) agree += tp.eq(sp).sum().item<int64_t>();
+    if (teacher) { tp = run_logits(*teacher, x, "teacher").argmax(1); counts[0] += tp.eq(y).sum(); }
+    if (student) { sp = run_logits(*student, x, "student").argmax(1); counts[1] += sp.eq(y).sum(); }
+    if (teacher && student) counts[2] += tp.eq(sp).sum();
   }
   if (student && st_train) student->train();
-  if (teacher) r.teacher_acc = double(t_ok) / r.n;
-  if (student) r.student_acc = double(s_ok) / r.n;
-  if (teacher && student) r.agreement = double(agree) / r.n;
+  auto c = read_scalars({counts[0], counts[1], counts[2]});
+  if (teacher) r.teacher_acc = c[0] / r.n;
+  if (student) r.student_acc = c[1] / r.n;
+  if (teacher && student) r.agreement = c[2] / r.n;
   return r;
 }
 

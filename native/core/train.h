@@ -15,8 +15,9 @@ namespace dfkd {
 
 // One student step (every method's): the teacher's logits without grad, the student's in its
 // current mode, discrepancy `loss_kind` (KL at temperature T | L1), plus ce_weight x CE on
-// `y` when both are given; sets the lr of `step`, backward, optimizer step. Returns the values.
-Losses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
+// `y` when both are given; sets the lr of `step`, backward, optimizer step. Returns the values
+// on the device (kd, ce, student; lr): the caller guards their finiteness (Run::student_step).
+StepLosses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
                     const torch::Tensor& y, Loss loss_kind, double T, double ce_weight, int64_t step);
 
 // A ring buffer of synthesized inputs (CMI/Fast-Datafree reuse synthesized images across
@@ -46,8 +47,6 @@ class BufferSnapshot {
   std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_;  // (live buffer, copy)
 };
 
-// Throws E_NAN (after the caller saved what it can) when a loss is not finite.
-void check_finite(const torch::Tensor& loss, const std::string& what);
 // Whether all floating-point parameters and buffers are finite (a state worth checkpointing).
 bool module_finite(torch::jit::Module& m);
 
@@ -56,7 +55,8 @@ struct EvalResult {
   int64_t n = 0;
   Json json() const;
 };
-// Top-1 accuracy of teacher and student on a labeled test set, and their agreement.
+// Top-1 accuracy of teacher and student on a labeled test set, and their agreement (float32
+// forwards whatever the training precision; the counts are read once, at the end).
 EvalResult evaluate(torch::jit::Module* teacher, torch::jit::Module* student, const Dataset& test,
                     int64_t batch, torch::Device device);
 

@@ -94,12 +94,30 @@ void test_gradients() {
   // Terms compose in order, with their weights; a term returning an undefined tensor is skipped.
   Tapped t{t_logits, {}};
   torch::Tensor y;
-  Losses parts;
+  StepLosses step;
   std::vector<losses::Term> terms{{"a", 2.0, [&](const losses::TermInput&) { return torch::ones({}, torch::kDouble); }},
                                   {"skip", 5.0, [&](const losses::TermInput&) { return torch::Tensor(); }},
                                   {"b", -1.0, [&](const losses::TermInput&) { return torch::full({}, 3.0, torch::kDouble); }}};
-  auto total = losses::compose(terms, losses::TermInput{logits, y, t, nullptr}, logits, parts, "total");
-  EXPECT(total.item<double>() == -1.0 && parts["a"] == 1.0 && parts["b"] == 3.0 && !parts.count("skip") && parts["total"] == -1.0);
+  auto total = losses::compose(terms, losses::TermInput{logits, y, t, nullptr}, logits, step, "total");
+  step.set("lr", 0.5);
+  Losses parts = step.read();
+  EXPECT(total.item<double>() == -1.0 && parts["a"] == 1.0 && parts["b"] == 3.0 && !parts.count("skip") && parts["total"] == -1.0 &&
+         parts["lr"] == 0.5);
+  // A guard is a running flag: once a loss was not finite, every later read fails with E_NAN.
+  auto flag = still_finite(torch::Tensor(), torch::ones({}));
+  flag = still_finite(flag, torch::full({}, NAN));
+  flag = still_finite(flag, torch::ones({}));
+  StepLosses later;
+  later.set("x", torch::ones({}));
+  later.guard(flag, "the test loss", "lower it");
+  std::string code, msg;
+  try { later.read(); } catch (const Error& e) { code = e.code, msg = e.what(); }
+  EXPECT(code == "E_NAN" && msg.find("the test loss became NaN or infinite; lower it") != std::string::npos);
+  StepLosses merged;
+  merged.set("kd", torch::full({}, 2.0));
+  merged.merge(step, "g_");
+  Losses m = merged.read();
+  EXPECT(m["kd"] == 2.0 && m["g_a"] == 1.0 && m["g_lr"] == 0.5 && !m.count("a"));
 }
 
 void test_bank() {

@@ -68,7 +68,7 @@ class Adversarial : public Method {
     r.load_rng(ck);
   }
   Json save(Run& r, Checkpoint& c) override {
-    if (!module_finite(g_->module())) fail("E_NAN", "the generator's weights are no longer finite; lower the generator lr");
+    if (!module_finite(g_->module())) fail("E_NAN", "the generator's weights became NaN or infinite; lower the generator lr");
     r.put_rng(c);
     c.put_module("generator", g_->module());
     torch::serialize::OutputArchive ga;
@@ -104,16 +104,16 @@ class Adversarial : public Method {
       if (a.diagnostics && j == ns - 1) {  // the same batch after the step
         torch::NoGradGuard ng;
         BufferSnapshot keep(r.student);
-        r.last_student["kd_after"] = losses::discrepancy(t.loss, run_logits(r.student, x, "student"),
-                                                         r.teacher->logits(x), t.temperature).item<double>();
+        r.last_student.set("kd_after", losses::discrepancy(t.loss, run_logits(r.student, x, "student"),
+                                                           r.teacher->logits(x), t.temperature));
       }
     }
     last_g_ = g_->step(r.student, a.batch, t.temperature, *r.rng, it_, a.diagnostics);
-    Losses all = r.last_student;
-    for (auto& [k, v] : last_g_) all["g_" + k] = v;
+    StepLosses all = r.last_student;
+    all.merge(last_g_, "g_");
     r.synthesized += ns * t.batch + a.batch;
     double el = secs_since(t0_);
-    r.progress.report("train", it_ + 1, total_, all, (it_ + 1 - it0_) * double(ns * t.batch + a.batch) / std::max(el, 1e-9),
+    r.report("train", it_ + 1, total_, all, (it_ + 1 - it0_) * double(ns * t.batch + a.batch) / std::max(el, 1e-9),
                       double(it_ + 1) / total_,
                       Json(Json::Object{{"epoch", it_ / a.iters_per_epoch + 1}, {"epochs", a.epochs}}));
     r.maybe_eval((it_ + 1) * ns);
@@ -122,7 +122,7 @@ class Adversarial : public Method {
   // The generator, as TorchScript, and a grid of its samples.
   void finish(Run& r) override {
     r.timings["train"] += secs_since(t0_);
-    for (auto& [k, v] : last_g_) r.last_synth[k] = v;
+    r.last_synth = last_g_;
     auto ts = Clock::now();
     const std::string& gpath = r.cfg.output.generator;
     make_parent_dirs(gpath);
@@ -141,7 +141,7 @@ class Adversarial : public Method {
  private:
   std::unique_ptr<GeneratorSynth> g_;
   int64_t it_ = 0, it0_ = 0, total_ = 0;
-  Losses last_g_;
+  StepLosses last_g_;
   Clock::time_point t0_;
 };
 

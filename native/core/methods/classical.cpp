@@ -61,7 +61,7 @@ class Classical : public Method {
     auto y = r.train.y.defined() ? r.train.y.index_select(0, idx).to(r.device) : torch::Tensor();
     r.last_student = r.student_step(x, y, step_);
     double el = secs_since(t0_);
-    r.progress.report("train", step_ + 1, r.steps, r.last_student, (step_ + 1 - start_) * double(t.batch) / std::max(el, 1e-9),
+    r.report("train", step_ + 1, r.steps, r.last_student, (step_ + 1 - start_) * double(t.batch) / std::max(el, 1e-9),
                       double(step_ + 1) / r.steps);
     r.maybe_eval(step_ + 1);
     ++step_;

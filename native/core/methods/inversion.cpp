@@ -36,7 +36,7 @@ class Inversion : public Method {
     have_batch_ = st.boolean("haveBatch", k_ > 0);
     r.synthesized = st.integer("synthesized", 0);
     for (auto& [name, v] : st.get("lastSynth").is_object() ? st.get("lastSynth").as_object() : Json::Object{})
-      r.last_synth[name] = v.as_number();
+      r.last_synth.set(name, v.as_number());
   }
 
   // Cancelled during synthesis: the round restarts from its beginning (bank and RNG as then).
@@ -44,7 +44,7 @@ class Inversion : public Method {
     bank_->save(ck.out());
     r.put_rng(ck, in_synth_ ? &round_rng_ : nullptr);
     return Json(Json::Object{{"round", round_}, {"k", k_}, {"haveBatch", have_batch_ && !in_synth_},
-                             {"synthesized", r.synthesized}, {"lastSynth", losses_json(r.last_synth)}});
+                             {"synthesized", r.synthesized}, {"lastSynth", losses_json(r.last_synth.read())}});
   }
 
   bool done() const override { return round_ >= rounds_; }
@@ -72,7 +72,7 @@ class Inversion : public Method {
       auto x = mixup(augment(bank_->get(idx), t.crop_padding, t.flip, *r.rng), t.mixup, *r.rng);
       r.last_student = r.student_step(x, torch::Tensor(), step);
       double el = secs_since(t1);
-      r.progress.report("train", step + 1, r.steps, r.last_student, (k_ + 1 - k0) * double(t.batch) / std::max(el, 1e-9),
+      r.report("train", step + 1, r.steps, r.last_student, (k_ + 1 - k0) * double(t.batch) / std::max(el, 1e-9),
                         (round_ + 0.5 + 0.5 * double(k_ + 1) / per_round_) / rounds_, where);
       r.maybe_eval(step + 1);
     }
@@ -90,9 +90,9 @@ class Inversion : public Method {
     auto t0 = Clock::now();
     const int64_t batch = synth_->config().batch;
     auto res = synth_->run(*r.rng, synth_->config().adi > 0 ? &r.student : nullptr, r.cancel,
-                           [&](int64_t it, int64_t total, const Losses& l) {
+                           [&](int64_t it, int64_t total, const StepLosses& l) {
                              double el = secs_since(t0);
-                             r.progress.report("synthesize", it, total, l, it * double(batch) / std::max(el, 1e-9),
+                             r.report("synthesize", it, total, l, it * double(batch) / std::max(el, 1e-9),
                                                (round_ + 0.5 * it / total) / rounds_, where);
                            });
     in_synth_ = r.synthesizing = false;

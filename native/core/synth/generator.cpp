@@ -24,6 +24,7 @@ GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::
   head.affine = c.bn > 0;  // the standardized head: the BN term anchors its scale and shift
   g_ = make_generator(c.nz, c.ngf, shape, init, head);
   g_.to(teacher.device());
+  if (forward_options().channels_last) to_channels_last(g_);
   g_.train();
   opt_ = std::make_unique<Optim>(parameters_of(g_), c, total_steps);
   auto bn = teacher.bn_taps();
@@ -47,31 +48,37 @@ GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::
     terms_.push_back({"bn", c.bn, [this, bn](const TermInput& in) { return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn); }});
 }
 
+torch::Tensor GeneratorSynth::generate(const torch::Tensor& z) {
+  ForwardCast fc;
+  return fc.out(g_.forward({z}).toTensor());
+}
+
 torch::Tensor GeneratorSynth::sample(int64_t batch, Rng& rng) {
   torch::NoGradGuard ng;
   auto z = torch::randn({batch, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
-  return g_.forward({z}).toTensor();
+  return generate(z);
 }
 
-Losses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T, Rng& rng, int64_t step,
+StepLosses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T, Rng& rng, int64_t step,
                             bool diagnostics) {
   opt_->step_schedule(step);
   auto z = torch::randn({batch, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
-  auto x = g_.forward({z}).toTensor();
+  auto x = generate(z);
   Tapped t = tapped_ ? teacher_.forward_tapped(x) : Tapped{teacher_.logits(x), {}};
-  Losses parts;
+  StepLosses parts;
   temperature_ = T;
   torch::Tensor y;
   auto total = losses::compose(terms_, TermInput{x, y, t, &student}, x, parts, "generator");
-  check_finite(total, "the generator loss");
+  finite_ = still_finite(finite_, total);
+  parts.guard(finite_, "the generator loss", "lower the generator lr");
   opt_->zero_grad();
   total.backward();
   opt_->step();
   if (diagnostics) {
     torch::NoGradGuard ng;
     BufferSnapshot keep_g(g_), keep_s(student);
-    auto x2 = g_.forward({z}).toTensor();
-    parts["discrepancy_after"] = losses::discrepancy(c_.loss, run_logits(student, x2, "student"), teacher_.logits(x2), T).item<double>();
+    auto x2 = generate(z);
+    parts.set("discrepancy_after", losses::discrepancy(c_.loss, run_logits(student, x2, "student"), teacher_.logits(x2), T));
   }
   return parts;
 }

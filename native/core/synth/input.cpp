@@ -59,9 +59,9 @@ InputSynthesizer::InputSynthesizer(Teacher& teacher, const SynthConfig& c, std::
   }
 }
 
-std::pair<torch::Tensor, Losses> InputSynthesizer::loss(const torch::Tensor& x, const torch::Tensor& y,
-                                                        torch::jit::Module* student) {
-  Losses parts;
+std::pair<torch::Tensor, StepLosses> InputSynthesizer::loss(const torch::Tensor& x, const torch::Tensor& y,
+                                                            torch::jit::Module* student) {
+  StepLosses parts;
   auto out = teacher_.forward_tapped(x);
   auto total = losses::compose(terms_, TermInput{x, y, out, student}, x, parts, "total");
   return {total, parts};
@@ -80,9 +80,10 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
   torch::optim::Adam opt({x}, torch::optim::AdamOptions(cfg_.lr).betas({cfg_.betas[0], cfg_.betas[1]}));
   bool student_training = student && student->is_training();
   if (student) student->eval();
-  Losses last;
-  torch::Tensor best;
-  double best_loss = INFINITY;
+  StepLosses last;
+  // The best batch so far, as DeepInversion keeps it, chosen on the device (no host read per
+  // iteration): a non-finite loss is never better.
+  torch::Tensor best = x.detach().clone(), best_loss = torch::full({}, INFINITY, x.options()), finite;
   for (int64_t it = 0; it < cfg_.iterations; ++it) {
     if (cancel.load()) {
       if (student_training) student->train();
@@ -95,21 +96,22 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
       for (auto& g : opt.param_groups()) g.options().set_lr(lr);
     }
     torch::Tensor xin = x;
+    // Host RNG draws, read from host memory (no scalar read of a tensor: no sync to count).
     if (cfg_.jitter > 0) {
       auto off = torch::randint(-cfg_.jitter, cfg_.jitter + 1, {2}, rng.host, torch::kLong);
-      xin = torch::roll(xin, {off[0].item<int64_t>(), off[1].item<int64_t>()}, {2, 3});
+      const int64_t* o = off.data_ptr<int64_t>();
+      xin = torch::roll(xin, {o[0], o[1]}, {2, 3});
     }
-    if (cfg_.flip && torch::rand({1}, rng.host).item<double>() < 0.5) xin = xin.flip({3});
+    if (cfg_.flip && *torch::rand({1}, rng.host).data_ptr<float>() < 0.5f) xin = xin.flip({3});
     opt.zero_grad();
     auto [total, parts] = loss(xin, y, student);
-    if (!std::isfinite(parts["total"])) {
-      if (student_training) student->train();
-      fail("E_NAN", "the synthesis loss became " + std::string(std::isnan(parts["total"]) ? "NaN" : "infinite") +
-                        " at iteration " + std::to_string(it) + "; lower the synthesis lr or the loss weights");
-    }
-    if (parts["total"] < best_loss) {  // keep the best batch, as DeepInversion does
-      best_loss = parts["total"];
-      best = x.detach().clone();
+    finite = still_finite(finite, total);
+    parts.guard(finite, "the synthesis loss", "lower the synthesis lr or the loss weights");
+    {
+      torch::NoGradGuard ng;
+      auto better = total.detach() < best_loss;
+      best_loss = torch::where(better, total.detach(), best_loss);
+      best.copy_(torch::where(better, x.detach(), best));
     }
     total.backward();
     opt.step();
@@ -118,7 +120,7 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
     if (progress) progress(it + 1, cfg_.iterations, parts);
   }
   if (student_training) student->train();
-  return {best.defined() ? best : x.detach(), y, last};
+  return {cfg_.iterations > 0 ? best : x.detach(), y, last};
 }
 
 }  // namespace dfkd

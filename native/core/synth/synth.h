@@ -15,7 +15,8 @@
 
 namespace dfkd {
 
-using ProgressFn = std::function<void(int64_t step, int64_t total, const Losses&)>;
+// Called after each iteration with its losses, unread (StepLosses: reading them waits for the device).
+using ProgressFn = std::function<void(int64_t step, int64_t total, const StepLosses&)>;
 
 // One tapped layer whose activation statistics the synthesized batch must match.
 struct LayerTarget {
@@ -34,7 +35,7 @@ std::vector<LayerTarget> stats_targets(Teacher& teacher, const Stats* stats, con
 
 struct SynthResult {
   torch::Tensor x, y;
-  Losses losses;
+  StepLosses losses;  // the last iteration's, guarded: reading them fails with E_NAN if any was not finite
 };
 
 class InputSynthesizer {
@@ -47,7 +48,7 @@ class InputSynthesizer {
   // Throws E_CANCELLED when `cancel` is set between iterations.
   SynthResult run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel, const ProgressFn& progress);
   // The loss of a given batch (no jitter): total and per-term values.
-  std::pair<torch::Tensor, Losses> loss(const torch::Tensor& x, const torch::Tensor& y, torch::jit::Module* student);
+  std::pair<torch::Tensor, StepLosses> loss(const torch::Tensor& x, const torch::Tensor& y, torch::jit::Module* student);
   const SynthConfig& config() const { return cfg_; }
 
  private:
@@ -70,19 +71,22 @@ class GeneratorSynth {
   torch::Tensor sample(int64_t batch, Rng& rng);  // no grad, generator in train mode
   // One generator step: maximize the teacher-student discrepancy (+ optional DAFL/BN terms).
   // With `diagnostics`, also reports "discrepancy_after": the discrepancy on the same z after the step.
-  Losses step(torch::jit::Module& student, int64_t batch, double temperature, Rng& rng, int64_t step,
+  // The losses stay on the device, guarded (a read fails with E_NAN once any step's was not finite).
+  StepLosses step(torch::jit::Module& student, int64_t batch, double temperature, Rng& rng, int64_t step,
               bool diagnostics = false);
   torch::jit::Module& module() { return g_; }
   Optim& optim() { return *opt_; }
   int64_t nz() const { return c_.nz; }
 
  private:
+  torch::Tensor generate(const torch::Tensor& z);  // G(z) under the thread's forward options
   GeneratorConfig c_;
   Teacher& teacher_;
   torch::jit::Module g_;
   std::unique_ptr<Optim> opt_;
   std::vector<losses::Term> terms_;
   bool tapped_ = false;
+  torch::Tensor finite_;      // every step's loss so far was finite (on the device)
   double temperature_ = 1.0;  // of the current step (the discrepancy term reads it)
 };
 
