@@ -32,6 +32,10 @@ Json bench_job(const Json& j, const std::atomic<bool>& cancel) {
   rd.fields("kind", kind, "teacher", teacher_path, "teacherArch", teacher_arch /* bench/reference.py's */);
   rd.fields("student", student_name, "stats", stats_path, "device", device_name, "layers", layers, "inputShape", input_shape);
   rd.fields("batchSize", batch, "iterations", iters, "warmup", warmup, "threads", threads, "seed", seed);
+  std::string precision = "fp32";
+  bool channels_last = false;
+  rd.fields("precision", precision, "channelsLast", channels_last);  // as in distill
+  if (precision != "fp32" && precision != "bf16") fail("E_CONFIG", "bench: precision must be 'fp32' or 'bf16'");
   if (kind != "deepinversion" && kind != "spectral" && kind != "classical" && kind != "adversarial")
     fail("E_CONFIG", "bench: unknown kind '" + kind + "' (deepinversion, spectral, adversarial, classical)");
   const MethodInfo& info = method_info(kind);
@@ -44,13 +48,16 @@ Json bench_job(const Json& j, const std::atomic<bool>& cancel) {
   if (batch < 1 || iters < 1 || warmup < 0) fail("E_CONFIG", "bench: batchSize and iterations must be >= 1, warmup >= 0");
   auto device = pick_device(device_name);
   set_threads(threads);
+  set_forward_options({precision == "bf16", channels_last, device.type()});
+  struct Reset { ~Reset() { set_forward_options({}); } } reset;
   Rng rng(seed, device);
   const auto on_device = torch::TensorOptions().device(device);
   Teacher teacher(teacher_path, device, layers);
+  if (channels_last) to_channels_last(teacher.module());
   auto shape = teacher.input_shape(input_shape);
   const int64_t classes = teacher.num_classes(shape);
   const int64_t total = warmup + iters;
-  Losses first, last;
+  StepLosses first, last;
   Clock::time_point t0 = Clock::now(), t1;
 
   if (info.prepare) {
@@ -62,15 +69,16 @@ Json bench_job(const Json& j, const std::atomic<bool>& cancel) {
     auto targets = info.prepare(sc, teacher, stats.get(), shape);
     InputSynthesizer synth(teacher, sc, std::move(targets), shape, classes);
     if (warmup == 0) t0 = Clock::now();
-    synth.run(rng, nullptr, cancel, [&](int64_t step, int64_t, const Losses& l) {
+    synth.run(rng, nullptr, cancel, [&](int64_t step, int64_t, const StepLosses& l) {
       if (step == 1) first = l;
-      if (step == warmup) t0 = Clock::now();
-      if (step == total) t1 = Clock::now();
+      if (step == warmup) { sync_device(device); t0 = Clock::now(); }
+      if (step == total) { sync_device(device); t1 = Clock::now(); }
       last = l;
     });
   } else {
     const TrainConfig& t = rc.train;
     auto student = make_student(student_name, shape, classes, rng.host, device);
+    if (channels_last) to_channels_last(student);
     std::vector<int64_t> full{4 * batch};
     full.insert(full.end(), shape.begin(), shape.end());
     if (kind == "classical") {
@@ -79,7 +87,7 @@ Json bench_job(const Json& j, const std::atomic<bool>& cancel) {
       Optim opt(parameters_of(student), t, total);
       for (int64_t step = 0; step < total; ++step) {
         if (cancel.load()) fail("E_CANCELLED", "cancelled");
-        if (step == warmup) t0 = Clock::now();
+        if (step == warmup) { sync_device(device); t0 = Clock::now(); }
         auto idx = torch::randint(0, full[0], {batch}, rng.device, on_device.dtype(torch::kLong));
         last = student_step(teacher, student, opt, pool.index_select(0, idx), labels.index_select(0, idx), t.loss,
                             t.temperature, t.ce_weight, step);
@@ -92,15 +100,16 @@ Json bench_job(const Json& j, const std::atomic<bool>& cancel) {
       GeneratorSynth g(rc.generator, teacher, shape, rng.host, total);
       for (int64_t it = 0; it < total; ++it) {
         if (cancel.load()) fail("E_CANCELLED", "cancelled");
-        if (it == warmup) t0 = Clock::now();
+        if (it == warmup) { sync_device(device); t0 = Clock::now(); }
         for (int64_t k = 0; k < ns; ++k) {
           auto x = g.sample(batch, rng);
           last = student_step(teacher, student, opt, x, torch::Tensor(), t.loss, t.temperature, t.ce_weight, it * ns + k);
         }
-        for (auto& [k, v] : g.step(student, batch, t.temperature, rng, it)) last["g_" + k] = v;
+        last.merge(g.step(student, batch, t.temperature, rng, it), "g_");
         if (it == 0) first = last;
       }
     }
+    sync_device(device);
     t1 = Clock::now();
   }
   const double secs = std::chrono::duration<double>(t1 - t0).count();
@@ -114,8 +123,8 @@ Json bench_job(const Json& j, const std::atomic<bool>& cancel) {
   r["imagesPerSec"] = iters * double(batch) / secs;
   r["threads"] = int64_t(torch::get_num_threads());
   r["inputShape"] = Json(Json::Array(shape.begin(), shape.end()));
-  r["firstLosses"] = losses_json(first);
-  r["lastLosses"] = losses_json(last);
+  r["firstLosses"] = losses_json(first.read());
+  r["lastLosses"] = losses_json(last.read());
   return r;
 }
 
