@@ -134,11 +134,24 @@ def zoo_init(model, g):
     return model
 
 
+DEV = torch.device("cpu")  # bench(cfg) sets it from cfg["device"]; draws stay on the CPU generator
+
+
+def sync():
+    """Waits for the device's queued work (timing on a GPU)."""
+    if DEV.type == "cuda":
+        torch.cuda.synchronize(DEV)
+
+
+def zeros():
+    return torch.zeros((), device=DEV)
+
+
 def load_teacher(path, arch, shape):
     """The eager model of `arch` with the weights and buffers of the TorchScript file `path`."""
     m = make_model(arch, shape)
     m.load_state_dict(torch.jit.load(path, map_location="cpu").state_dict())
-    m.eval()
+    m.eval().to(DEV)
     for p in m.parameters():
         p.requires_grad_(False)
     return m
@@ -304,7 +317,7 @@ def bench_synth(cfg, teacher, shape, classes, g):
         for k, v in st.items():
             if k.endswith(".amplitude"):
                 name = k[: -len(".amplitude")]
-                targets[name] = st[name + ".power"] if c["spectrum"] == "power" and name + ".power" in st else v
+                targets[name] = (st[name + ".power"] if c["spectrum"] == "power" and name + ".power" in st else v).to(DEV)
     taps = BNTaps(teacher, set(targets) if kind == "spectral" else None)
     if kind == "spectral" and len(taps.modules) != len(targets):
         raise ValueError("the stats file's spectra are not all BN inputs of the teacher")
@@ -313,7 +326,7 @@ def bench_synth(cfg, teacher, shape, classes, g):
     def loss(x, y):
         parts = {}
         logits = teacher(x)
-        total = torch.zeros(())
+        total = zeros()
 
         def add(name, w, term):
             nonlocal total
@@ -323,13 +336,13 @@ def bench_synth(cfg, teacher, shape, classes, g):
         if c["ce"] > 0:
             add("ce", c["ce"], F.cross_entropy(logits, y))
         if c["bn"] > 0:
-            bn = torch.zeros(())
+            bn = zeros()
             for i, (name, m) in enumerate(taps.modules):
                 mult = c["firstBnMultiplier"] if i == 0 else 1.0
                 bn = bn + mult * bn_stats(taps.acts[name], m.running_mean, m.running_var)
             add("bn", c["bn"], bn)
         if c["spectral"] > 0:
-            f = torch.zeros(())
+            f = zeros()
             for w, (name, _) in zip(weights, taps.modules):
                 tgt = targets[name]
                 f = f + w * (spectrum(taps.acts[name], c["spectrum"] == "power") - tgt).pow(2).mean() / tgt.pow(2).mean()
@@ -346,14 +359,15 @@ def bench_synth(cfg, teacher, shape, classes, g):
         return total, parts
 
     y = torch.arange(batch) % classes
-    y = y[torch.randperm(batch, generator=g)]
-    x = torch.randn([batch, *shape], generator=g).requires_grad_(True)
+    y = y[torch.randperm(batch, generator=g)].to(DEV)
+    x = torch.randn([batch, *shape], generator=g).to(DEV).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=c["lr"], betas=tuple(c["betas"]))
     best, best_loss = None, math.inf
     first = last = None
     t0 = time.perf_counter()
     for it in range(total_iters):
         if it == warmup:
+            sync()
             t0 = time.perf_counter()
         if c["lrSchedule"] == "cosine":
             warm = min(100, total_iters // 10)
@@ -380,6 +394,7 @@ def bench_synth(cfg, teacher, shape, classes, g):
                 x.clamp_(-c["clip"], c["clip"])
         first = first or parts
         last = parts
+    sync()
     return time.perf_counter() - t0, first, last
 
 
@@ -391,26 +406,28 @@ def bench_student(cfg, teacher, shape, classes, g):
     T, ce_w, loss_kind = t.get("temperature", 4.0), t.get("ceWeight", 0.0), t.get("loss", "kl")
     # The same draws in the same order as bench.cpp: student weights, then (classical) the data pool or
     # (adversarial) the generator's weights, then the loop's draws; so the first losses must agree.
-    student = zoo_init(make_model(cfg.get("student", "lenet5_half"), shape, classes), g).train()
+    student = zoo_init(make_model(cfg.get("student", "lenet5_half"), shape, classes), g).train().to(DEV)
     first = last = None
     t0 = time.perf_counter()
     if kind == "classical":
-        pool = torch.randn([4 * batch, *shape], generator=g)
-        labels = torch.randint(0, classes, (4 * batch,), generator=g)
+        pool = torch.randn([4 * batch, *shape], generator=g).to(DEV)
+        labels = torch.randint(0, classes, (4 * batch,), generator=g).to(DEV)
         opt = Optim(list(student.parameters()), t, total_iters)
         for step in range(total_iters):
             if step == warmup:
+                sync()
                 t0 = time.perf_counter()
-            idx = torch.randint(0, 4 * batch, (batch,), generator=g)
+            idx = torch.randint(0, 4 * batch, (batch,), generator=g).to(DEV)
             last = student_step(teacher, student, opt, pool.index_select(0, idx), labels.index_select(0, idx),
                                 loss_kind, T, ce_w, step)
             first = first or last
+        sync()
         return time.perf_counter() - t0, first, last
     # adversarial (DFAD): generator + student
     ns = cfg.get("adversarial", {}).get("studentSteps", 5)
     gs = cfg.get("generator", {})
     nz = gs.get("nz", 100)
-    G = zoo_init(Generator(nz, gs.get("ngf", 64), shape, affine_out=gs.get("bn", 0.0) > 0), g).train()
+    G = zoo_init(Generator(nz, gs.get("ngf", 64), shape, affine_out=gs.get("bn", 0.0) > 0), g).train().to(DEV)
     gopt = Optim(list(G.parameters()), {"optimizer": gs.get("optimizer", "adam"), "lr": gs.get("lr", 1e-3),
                                         "betas": gs.get("betas"), "schedule": gs.get("schedule", "none"),
                                         "milestones": gs.get("milestones"), "gamma": gs.get("gamma", 0.1)}, total_iters)
@@ -426,16 +443,17 @@ def bench_student(cfg, teacher, shape, classes, g):
     opt = Optim(list(student.parameters()), t, total_iters * ns)
     for it in range(total_iters):
         if it == warmup:
+            sync()
             t0 = time.perf_counter()
         for j in range(ns):
             with torch.no_grad():
-                x = G(torch.randn(batch, nz, generator=g))
+                x = G(torch.randn(batch, nz, generator=g).to(DEV))
             last = student_step(teacher, student, opt, x, None, loss_kind, T, ce_w, it * ns + j)
         # GeneratorSynth::step
         gopt.step_schedule(it)
-        x = G(torch.randn(batch, nz, generator=g))
+        x = G(torch.randn(batch, nz, generator=g).to(DEV))
         tl = teacher(x)
-        total = torch.zeros(())
+        total = zeros()
 
         def add(name, w, term):
             nonlocal total
@@ -452,7 +470,7 @@ def bench_student(cfg, teacher, shape, classes, g):
             p = F.softmax(tl, 1).mean(0)
             add("entropy", w_ent, (p * torch.log10(p + 1e-12)).sum())
         if w_bn > 0:
-            bn = torch.zeros(())
+            bn = zeros()
             for name, m in bn_taps.modules:
                 bn = bn + bn_stats(bn_taps.acts[name], m.running_mean, m.running_var)
             add("bn", w_bn, bn)
@@ -463,10 +481,13 @@ def bench_student(cfg, teacher, shape, classes, g):
         total.backward()
         gopt.opt.step()
         first = first or dict(last)
+    sync()
     return time.perf_counter() - t0, first, last
 
 
 def bench(cfg):
+    global DEV
+    DEV = torch.device(cfg.get("device", "cpu"))
     if "threads" in cfg:
         torch.set_num_threads(int(cfg["threads"]))
     g = torch.Generator().manual_seed(int(cfg.get("seed", 0)))
@@ -479,7 +500,7 @@ def bench(cfg):
     shape = list(meta_shape)
     teacher = load_teacher(cfg["teacher"], cfg.get("teacherArch", "lenet5"), shape)
     with torch.no_grad():
-        classes = teacher(torch.zeros([2, *shape])).shape[1]
+        classes = teacher(torch.zeros([2, *shape], device=DEV)).shape[1]
     kind = cfg["kind"]
     if kind in ("deepinversion", "spectral"):
         secs, first, last = bench_synth(cfg, teacher, shape, classes, g)
@@ -490,7 +511,7 @@ def bench(cfg):
     iters, batch = cfg["iterations"], cfg["batchSize"]
     return {"kind": kind, "batchSize": batch, "iterations": iters, "warmup": cfg.get("warmup", 3), "seconds": secs,
             "itersPerSec": iters / secs, "imagesPerSec": iters * batch / secs, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "firstLosses": first, "lastLosses": last}
+            "torch": torch.__version__, "device": str(DEV), "firstLosses": first, "lastLosses": last}
 
 
 def main(argv):

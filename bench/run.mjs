@@ -49,12 +49,15 @@ const USAGE = `usage: node bench/run.mjs <accuracy|speed|all|report> [options]  
                      DFKD_MALLOC=system (no caching allocator, no malloc settings); ours-jit =
                      ours with DFKD_JIT_OPTIMIZE=1; ours-nojit = ours with DFKD_JIT_OPTIMIZE=0;
                      ours-bf16-cl = ours with precision bf16 and channelsLast (for GPUs)
-  --loss-tol X       speed: relative tolerance for ours vs eager losses (default 1e-3)`;
+  --loss-tol X       speed: relative tolerance for ours vs eager losses (default 1e-3)
+  --device D         speed: cpu (default) or cuda[:N], for both sides (eager: bench/reference.py on
+                     the same device; its random draws stay on the CPU generator, ours draw on the
+                     device's, so on a GPU the two sides' losses are not expected to agree)`;
 
 function parseArgs(argv) {
   const o = { cmd: argv[0], quick: false, threads: 2, seeds: [0], split: "report", repeats: 5, minIters: 5, batches: [64, 256], seconds: 2, warmup: 3,
     teachers: ["lenet5", "resnet8"], kinds: ["deepinversion", "spectral", "adversarial", "dafl", "classical"], only: [],
-    variants: ["eager-malloc", "ours-system"], lossTol: 1e-3 };
+    variants: ["eager-malloc", "ours-system"], lossTol: 1e-3, device: "cpu" };
   const list = (v) => String(v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   const pos = (v, name) => {
     const n = Number(v);
@@ -77,6 +80,7 @@ function parseArgs(argv) {
       o.split = v();
       if (!["val", "report"].includes(o.split)) usage("--split needs val or report");
     }
+    else if (a === "--device") o.device = v();
     else if (a === "--variants") o.variants = list(v()).filter((x) => x !== "none");
     else if (a === "--loss-tol") o.lossTol = pos(v(), a);
     else if (a === "--batches") o.batches = list(v()).map((b) => Math.round(pos(b, a)));
@@ -530,7 +534,7 @@ async function speed(dfkd, o) {
       // has run at least twice, so the profiling executor has specialized it; its iterations are slow.
       const warmup = engine === "adversarial" ? Math.min(o.warmup, 2) : o.warmup;
       const base = { kind: engine, teacher: T.teacher, teacherArch: T.teacherArch, student: T.student, inputShape: T.inputShape,
-        threads: o.threads, seed: 0, batchSize: b, warmup, ...kinds[k].cfg, ...(kinds[k].stats ? { stats: statsFor[t] } : {}) };
+        threads: o.threads, device: o.device, seed: 0, batchSize: b, warmup, ...kinds[k].cfg, ...(kinds[k].stats ? { stats: statsFor[t] } : {}) };
       process.stdout.write(`speed ${id}: `);
       const head = { id, teacher: t, label: T.label, kind: k, unit: kinds[k].unit, batchSize: b, threads: o.threads };
       try {

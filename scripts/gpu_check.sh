@@ -11,7 +11,8 @@
 #   3. Build the addon against it (no nvcc needed; see scripts/libtorch.mjs cudaDefines).
 #   4. Load it: runtime() says whether CUDA is usable. Without a GPU: stop here, exit 0.
 #   5. The test suite with DFKD_DEVICE=cuda (every job's default device).
-#   6. The speed benchmark at batch 256, ours against eager PyTorch on the same GPU.
+#   6. The speed benchmark at batch 256, ours against eager PyTorch on the same GPU (and ours with
+#      bf16 autocast + channels-last); then a classical run eager, with CUDA graphs, and in bf16.
 #   7. bench/results/gpu.json: device name, torch, CUDA, driver, the suite's counts, the speed rows.
 #
 # Usage: bash scripts/gpu_check.sh [outdir]        (default outdir: gpu-check)
@@ -47,6 +48,21 @@ if [ -z "${LIBTORCH:-}" ]; then
 fi
 export LIBTORCH
 say "libtorch: $LIBTORCH"
+# The CUDA-graph path also needs the CUDA C runtime's and CCCL's headers (CMakeLists.txt), which
+# pip's CUDA wheels leave out: a CUDA toolkit's (CUDA_HOME, or /usr/local/cuda*), or carried
+# wheels .gpu/wheels/nvidia_cuda_crt-*.whl and nvidia_cuda_cccl-*.whl unpacked beside torch's.
+CU_INC=$(ls -d "$LIBTORCH"/../nvidia/cu1*/include 2>/dev/null | head -1 || true)
+if [ -z "${CUDA_HOME:-}" ] && [ -n "$CU_INC" ] && [ ! -f "$CU_INC/crt/host_config.h" ]; then
+  if ls .gpu/wheels/nvidia_cuda_crt-*.whl .gpu/wheels/nvidia_cuda_cccl-*.whl >/dev/null 2>&1; then
+    for w in .gpu/wheels/nvidia_cuda_crt-*.whl .gpu/wheels/nvidia_cuda_cccl-*.whl; do python3 -m zipfile -e "$w" /tmp/dfkd-cuda-headers; done
+    cp -rn /tmp/dfkd-cuda-headers/nvidia/cu1*/include/. "$CU_INC/"
+    say "CUDA C runtime and CCCL headers unpacked into $CU_INC"
+  else
+    for d in /usr/local/cuda /usr/local/cuda-1*; do
+      if [ -f "$d/include/crt/host_config.h" ]; then export CUDA_HOME=$d; say "CUDA_HOME=$d (for its headers)"; break; fi
+    done
+  fi
+fi
 
 # 3-4. Build and load
 "$NODE" scripts/install.mjs 2>&1 | tee "$OUT/build.log" | grep -E "^dfkd:|error" || true
@@ -65,8 +81,29 @@ set +e
 DFKD_DEVICE=cuda "$NODE" node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile="$OUT/tests.json" 2>&1 | tee "$OUT/tests.log"
 set -e
 
-# 6. Speed at batch 256 against eager PyTorch on the same GPU
-DFKD_DEVICE=cuda "$NODE" bench/run.mjs speed --batches 256 --out "$OUT/speed" 2>&1 | tee "$OUT/speed.log" || true
+# 6. Speed at batch 256 against eager PyTorch on the same GPU, and ours with bf16 autocast +
+# channels-last beside it
+"$NODE" bench/run.mjs speed --device cuda --batches 256 --variants ours-bf16-cl --out "$OUT/speed" 2>&1 | tee "$OUT/speed.log" || true
+
+# 6b. CUDA graphs and host syncs: the main job's classical twin on the GPU, eager and with the
+# student step as a CUDA graph (same seed: the students agree up to float rounding), counting
+# every scalar read (report.hostSyncs.items must be 0)
+DFKD_COUNT_SYNCS=1 "$NODE" --input-type=module -e "
+import { distill } from './dist/index.js';
+import { mnistRows } from './dist/splits.js';
+import { writeFileSync } from 'node:fs';
+const mnist = process.env.DFKD_MNIST || '../shared/data/mnist';
+const base = { teacher: 'models/mnist_lenet5.pt', method: 'classical', device: 'cuda', seed: 0, data: mnistRows(mnist, 'teacher'),
+  test: mnistRows(mnist, 'val'), train: { steps: 2000, batchSize: 256 }, output: { samples: false } };
+const out = {};
+for (const [name, extra] of [['eager', {}], ['cudaGraphs', { cudaGraphs: true }], ['bf16+channelsLast', { precision: 'bf16', channelsLast: true }]]) {
+  const t0 = Date.now();
+  const r = await distill({ ...base, ...extra, outDir: '$OUT/graphs-' + name });
+  out[name] = { seconds: (Date.now() - t0) / 1000, train: r.timings.train, accuracy: r.evaluation?.studentAccuracy, hostSyncs: r.hostSyncs, losses: r.losses.student };
+  console.log('gpu_check:', name, JSON.stringify(out[name]));
+}
+writeFileSync('$OUT/graphs.json', JSON.stringify(out, null, 2));
+" 2>&1 | tee "$OUT/graphs.log" || true
 
 # 7. The record
 "$NODE" --input-type=module -e "
@@ -81,6 +118,7 @@ writeFileSync('bench/results/gpu.json', JSON.stringify({
   date: new Date().toISOString(), commit, nvidiaSmi: smi, torch: py, runtime: JSON.parse(process.argv[1]),
   tests: t && { passed: t.numPassedTests, failed: t.numFailedTests, skipped: t.numPendingTests },
   speed: read('$OUT/speed/speed.json'),
+  graphs: read('$OUT/graphs.json'),
 }, null, 2) + '\n');
 console.log('gpu_check: wrote bench/results/gpu.json');
 " "$RUNTIME"

@@ -161,6 +161,10 @@ export const distillSchema = z.strictObject({
   /** 4-D weights and inputs in channels-last (NHWC) memory order: the fast path of cuDNN's and
    * oneDNN's convolutions. Same values, same student. Default false. */
   channelsLast: z.boolean().optional(),
+  /** CUDA devices: the student step (teacher and student forwards, loss, backward) captured as a
+   * CUDA graph after 3 eager steps and replayed, the optimizer step eager. Ignored (with a log
+   * line) elsewhere. Default false: not yet measured on a GPU. */
+  cudaGraphs: z.boolean().optional(),
   /** Teacher input [C, H, W]; default: the teacher file's dfkd metadata, or the data's shape. */
   inputShape: z.array(positiveInt).length(3).optional(),
   /** Wall-clock budget of the whole run: seconds, or "90s", "10m", "2h", "1h30m". The run measures

@@ -28,6 +28,8 @@ export interface RuntimeInfo {
   /** CUDA usable (a CUDA libtorch and a visible GPU) */
   cuda: boolean;
   cudaDevices: number;
+  /** the CUDA-graph path is compiled in (a CUDA torch with its CUDA C runtime and CCCL headers) */
+  cudaGraphs: boolean;
   /** libtorch's intra-op threads in this process (a job's `threads` sets it for that job) */
   threads: number;
   cpuCache: CpuCacheStats;

@@ -36,6 +36,14 @@ describe("GPU code paths on the CPU", () => {
     expect(cl.report.evaluation!.studentAccuracy).toBeGreaterThanOrEqual(0.9);
   });
 
+  it("cudaGraphs on a CPU run: a log line says why it is off, and the student is the one without it", async () => {
+    const logs: string[] = [];
+    const a = await distill({ ...base, cudaGraphs: true, outDir: tmp() }).on("log", (e) => logs.push(e.message));
+    expect(logs.some((m) => /^cudaGraphs: (not compiled in|not a CUDA device)/.test(m))).toBe(true);
+    expect(a.losses.student).toEqual(fp32.report.losses.student);
+    expect(a.evaluation).toEqual(fp32.report.evaluation);
+  });
+
   describe("host syncs", () => {
     beforeAll(() => { process.env.DFKD_COUNT_SYNCS = "1"; });
     afterAll(() => { delete process.env.DFKD_COUNT_SYNCS; });

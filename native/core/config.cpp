@@ -218,7 +218,7 @@ template <class V> void visit_top(V& v, DistillConfig& c) {
   v.fields("inputShape", c.input_shape, "data", c.data, "test", c.test, "stats", c.stats, "layers", c.layers);
   v.fields("evalEvery", c.eval_every, "checkpointEvery", c.checkpoint_every, "resume", c.resume, "version", c.version);
   v.field("prior", c.prior);
-  v.fields("precision", c.precision, "channelsLast", c.channels_last);
+  v.fields("precision", c.precision, "channelsLast", c.channels_last, "cudaGraphs", c.cuda_graphs);
 }
 
 DistillConfig parse_distill(const Json& j) {

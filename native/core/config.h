@@ -114,6 +114,7 @@ struct DistillConfig {
   // losses and weights in float32; for GPUs with bf16 tensor cores and recent CPUs).
   std::string precision = "fp32";
   bool channels_last = false;  // NHWC memory order for 4-D weights and inputs (cuDNN/oneDNN fast path)
+  bool cuda_graphs = false;    // the student step as a CUDA graph (graphs.h; CUDA devices only)
   uint64_t seed = 0;
   int64_t threads = 0;  // 0: leave libtorch's setting
   std::vector<int64_t> input_shape;

@@ -63,7 +63,10 @@ void Run::check_cancel(const std::string& where) const {
 
 StepLosses Run::student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
   const auto& t = cfg.recipe.train;
-  auto parts = dfkd::student_step(*teacher, student, *opt, x, y, t.loss, t.temperature, t.ce_weight, step);
+  if (cfg.cuda_graphs && !student_graph && StudentGraph::available(device))  // (the train config is final now)
+    student_graph = std::make_unique<StudentGraph>(*teacher, student, t.loss, t.temperature, t.ce_weight);
+  auto parts = student_graph ? student_graph->step(*opt, x, y, step)
+                             : dfkd::student_step(*teacher, student, *opt, x, y, t.loss, t.temperature, t.ce_weight, step);
   student_finite = still_finite(student_finite, parts.tensor("student"));
   parts.guard(student_finite, "the student loss", "lower the learning rate");
   return parts;
@@ -201,6 +204,11 @@ void setup(Run& r) {
     if (out.size(1) != r.classes)
       fail("E_CLASS_MISMATCH", "the student predicts " + std::to_string(out.size(1)) + " classes, the teacher " + std::to_string(r.classes));
   }
+  if (c.cuda_graphs && !StudentGraph::available(r.device))
+    r.log(std::string("cudaGraphs: ") +
+          (StudentGraph::compiled() ? "not a CUDA device (" + r.device.str() + ")"
+                                    : "not compiled in (a CPU torch, or a CUDA torch without its CUDA C runtime and CCCL headers)") +
+          ": student steps run eagerly");
   const auto& o = c.output;
   make_dirs(o.dir);
   for (auto* p : {&o.student, &o.report, &o.checkpoint}) make_parent_dirs(*p);

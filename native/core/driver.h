@@ -8,6 +8,7 @@
 #include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/data.h"
+#include "core/graphs.h"
 #include "core/losses.h"
 #include "core/optim.h"
 #include "core/teacher.h"
@@ -54,6 +55,7 @@ struct Run {
   int64_t synthesized = 0;
   StepLosses last_student, last_synth;
   torch::Tensor student_finite;  // every student loss so far was finite (on the device)
+  std::unique_ptr<StudentGraph> student_graph;  // cudaGraphs on a CUDA device
   bool synthesizing = false;  // in input synthesis: a NaN there leaves the student's state good
   Json meta;                  // normalization etc. stored with the student
   Json evals = Json(Json::Array{});

@@ -1,0 +1,126 @@
+#include "core/graphs.h"
+
+#include "core/train.h"
+
+#ifdef DFKD_CUDA
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace dfkd {
+
+namespace {
+constexpr int64_t kEagerSteps = 3;  // before the capture (PyTorch's CUDA-graph notes: warm up first)
+}
+
+struct StudentGraph::Impl {
+  Teacher& teacher;
+  torch::jit::Module& student;
+  Loss kind;
+  double T, ce_weight;
+  int64_t calls = 0;
+  torch::Tensor x, y, kd, ce, total;  // the graph's static input and outputs
+  std::vector<torch::Tensor> grads;   // ... and the student's gradients it writes
+#ifdef DFKD_CUDA
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+#endif
+
+  // The captured work: what dfkd::student_step does between the lr and the optimizer step.
+  void forward_backward() {
+    torch::Tensor t;
+    {
+      torch::NoGradGuard ng;
+      t = teacher.logits(x);
+    }
+    auto s = run_logits(student, x, "student");
+    kd = losses::discrepancy(kind, s, t, T);
+    total = kd;
+    if (ce_weight > 0 && y.defined()) {
+      ce = torch::cross_entropy_loss(s, y);
+      total = total + ce_weight * ce;
+    }
+    total.backward();
+  }
+};
+
+bool StudentGraph::compiled() {
+#ifdef DFKD_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+bool StudentGraph::available(torch::Device device) { return compiled() && device.is_cuda(); }
+
+StudentGraph::StudentGraph(Teacher& teacher, torch::jit::Module& student, Loss kind, double T, double ce_weight)
+    : impl_(new Impl{teacher, student, kind, T, ce_weight}) {}
+StudentGraph::~StudentGraph() = default;
+
+bool StudentGraph::captured() const {
+#ifdef DFKD_CUDA
+  return impl_->graph != nullptr;
+#else
+  return false;
+#endif
+}
+
+StepLosses StudentGraph::step(Optim& opt, const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
+  Impl& m = *impl_;
+  ++m.calls;
+#ifdef DFKD_CUDA
+  const bool fits = x.is_cuda() && (!m.x.defined() || (x.sizes() == m.x.sizes() && y.defined() == m.y.defined() &&
+                                                       (!y.defined() || y.sizes() == m.y.sizes())));
+  if (fits && (m.graph || m.calls > kEagerSteps)) {
+    opt.step_schedule(step);
+    if (!m.graph) {
+      m.x = x.clone();
+      m.y = y.defined() ? y.clone() : torch::Tensor();
+      // The gradients become the graph's outputs: undefined now, the captured backward makes
+      // them, every replay rewrites them in place, and nothing may reset them to none after.
+      for (auto p : m.student.parameters()) p.mutable_grad() = torch::Tensor();
+      const auto index = x.device().index();
+      auto current = c10::cuda::getCurrentCUDAStream(index);
+      auto side = c10::cuda::getStreamFromPool(false, index);
+      at::cuda::CUDAEvent queued;
+      queued.record(current);
+      queued.block(side);
+      {
+        c10::cuda::CUDAStreamGuard on_side(side);
+        const bool cache = at::autocast::is_autocast_cache_enabled();
+        at::autocast::set_autocast_cache_enabled(false);  // cached casts cannot outlive a capture
+        m.graph = std::make_unique<at::cuda::CUDAGraph>();
+        m.graph->capture_begin();
+        m.forward_backward();
+        m.graph->capture_end();
+        at::autocast::set_autocast_cache_enabled(cache);
+      }
+      at::cuda::CUDAEvent captured;
+      captured.record(side);
+      captured.block(current);
+      for (auto p : m.student.parameters()) m.grads.push_back(p.grad());
+    } else {
+      m.x.copy_(x);
+      if (y.defined()) m.y.copy_(y);
+    }
+    m.graph->replay();  // (the capture itself ran nothing)
+    opt.step();
+    StepLosses parts;
+    parts.set("kd", m.kd.clone());
+    if (m.ce.defined()) parts.set("ce", m.ce.clone());
+    parts.set("student", m.total.clone());
+    parts.set("lr", opt.lr());
+    return parts;
+  }
+#endif
+  auto parts = student_step(m.teacher, m.student, opt, x, y, m.kind, m.T, m.ce_weight, step);
+  if (!m.grads.empty()) {  // an eager step after the capture: the graph's gradients are the ones again
+    size_t i = 0;
+    for (auto p : m.student.parameters()) p.mutable_grad() = m.grads[i++];
+  }
+  return parts;
+}
+
+}  // namespace dfkd
