@@ -55,6 +55,12 @@ std::vector<int64_t> to_shape(const std::vector<double>& v) {
   return out;
 }
 
+torch::Tensor per_channel(const std::vector<double>& v, int64_t channels, const std::string& what) {
+  if (v.size() != 1 && int64_t(v.size()) != channels)
+    fail("E_CONFIG", what + " has " + std::to_string(v.size()) + " values for " + std::to_string(channels) + " channels");
+  return torch::tensor(v, torch::kFloat32).expand({channels}).reshape({1, channels, 1, 1}).clone();
+}
+
 Json tensor_list(const torch::Tensor& t) {
   auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous().view(-1);
   Json::Array a;
@@ -127,7 +133,8 @@ torch::Tensor ForwardCast::in(const torch::Tensor& x) const {
   return tl_forward.channels_last && x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
 }
 torch::Tensor ForwardCast::out(const torch::Tensor& t) const {
-  return cast_ && t.defined() && t.scalar_type() == at::kBFloat16 ? t.to(at::kFloat) : t;
+  // (also in a scope nested in another one, which left autocast to the outer scope)
+  return tl_forward.bf16 && t.defined() && t.scalar_type() == at::kBFloat16 ? t.to(at::kFloat) : t;
 }
 
 Float32Scope::Float32Scope() : prev_(tl_forward.bf16) { tl_forward.bf16 = false; }

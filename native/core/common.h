@@ -27,6 +27,9 @@ Error translate(std::exception_ptr e, const char* code, const std::string& conte
 
 std::string shape_str(at::IntArrayRef s);
 std::vector<int64_t> to_shape(const std::vector<double>& v);
+// Per-channel values as a [1, C, 1, 1] float tensor: one value for all channels or one per
+// channel; E_CONFIG "<what> has N values for C channels" otherwise.
+torch::Tensor per_channel(const std::vector<double>& v, int64_t channels, const std::string& what);
 Json tensor_list(const torch::Tensor& t);  // 1-D tensor -> JSON array of numbers
 
 // ---- device -> host reads -----------------------------------------------------------------------

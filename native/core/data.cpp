@@ -66,13 +66,8 @@ Dataset load_dataset(const Json& spec) {
   auto mean = spec.nums("mean"), stdv = spec.nums("std");
   if (!mean.empty() || !stdv.empty()) {
     int64_t c = ds.x.size(1);
-    auto expand = [&](std::vector<double> v, const char* name) {
-      if (v.size() == 1) v.assign(c, v[0]);
-      if (int64_t(v.size()) != c) fail("E_CONFIG", what + ": " + name + " has " + std::to_string(v.size()) + " values for " + std::to_string(c) + " channels");
-      return torch::tensor(v, torch::kFloat32).view({1, c, 1, 1});
-    };
-    auto m = expand(mean.empty() ? std::vector<double>{0.0} : mean, "mean");
-    auto s = expand(stdv.empty() ? std::vector<double>{1.0} : stdv, "std");
+    auto m = per_channel(mean.empty() ? std::vector<double>{0.0} : mean, c, what + ": mean");
+    auto s = per_channel(stdv.empty() ? std::vector<double>{1.0} : stdv, c, what + ": std");
     if ((s <= 0).any().item<bool>()) fail("E_CONFIG", what + ": std must be positive");
     ds.x = (ds.x - m) / s;
   }

@@ -193,14 +193,8 @@ Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, 
   m.register_module("conv3", conv(ngf, out[0], 3, 1, 1, true, gen));
   std::string last;
   if (head.pixels) {
-    auto channels = [&](const std::vector<double>& v, const char* what) {
-      if (v.size() != 1 && int64_t(v.size()) != out[0])
-        fail("E_CONFIG", std::string("the normalization's ") + what + " has " + std::to_string(v.size()) +
-                             " values for " + std::to_string(out[0]) + " input channels");
-      return torch::tensor(v, torch::kFloat32).expand({out[0]}).reshape({1, out[0], 1, 1}).clone();
-    };
-    m.register_buffer("mean", channels(head.mean, "mean"));
-    m.register_buffer("std", channels(head.std, "std"));
+    m.register_buffer("mean", per_channel(head.mean, out[0], "the normalization's mean"));
+    m.register_buffer("std", per_channel(head.std, out[0], "the normalization's std"));
     last = "(torch.sigmoid(self.conv3.forward(x)) - self.mean) / self.std";
   } else {
     m.register_module("bn3", batchnorm(out[0], head.affine));
