@@ -162,8 +162,11 @@ export function cudaDefines(torch) {
   // dfkd compiles no CUDA kernels: name the architectures instead of letting Torch's CMake
   // compile and run a probe program to detect the GPUs (which needs nvcc, and a GPU).
   const arch = process.env.TORCH_CUDA_ARCH_LIST || "8.0;9.0";
+  // DFKD_CUDA_INCLUDE: the wheels' headers go first on the include path (CMakeLists.txt), so that
+  // a partial system toolkit found through an nvcc on PATH (Torch's CMake prefers it) cannot
+  // shadow them: the headers then match the libraries the addon links.
   return [`--CDCUDA_TOOLKIT_ROOT_DIR=${root}`, `--CDCUDAToolkit_ROOT=${root}`, `--CDCUDA_INCLUDE_DIRS=${path.join(root, "include")}`,
-    `--CDTORCH_CUDA_ARCH_LIST=${arch}`];
+    `--CDDFKD_CUDA_INCLUDE=${path.join(root, "include")}`, `--CDTORCH_CUDA_ARCH_LIST=${arch}`];
 }
 
 /** Runs cmake-js, found by module resolution (npm hoists it; pnpm and yarn lay it out their own way). */
