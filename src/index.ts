@@ -72,7 +72,7 @@ export interface DistillReport {
   /** Seconds per phase (load, synthesize, train, evaluate, save) and total. */
   timings: Record<string, number>;
   /** Host syncs of the training loop: device reads (one per progress event, evaluation or
-   * checkpoint; a step that is not reported waits for nothing), the progress events, the
+   * checkpoint, and one at the end; a step that is not reported waits for nothing), the progress events, the
    * evaluations, and — with DFKD_COUNT_SYNCS=1 in the environment — every other scalar read. */
   hostSyncs: { reads: number; progressEvents: number; evals: number; items?: number };
   losses: { student: Record<string, number>; synthesis: Record<string, number> };

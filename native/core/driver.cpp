@@ -269,7 +269,7 @@ void drive(Run& r, Method& m) {
       deadline.check(m);
       if (every > 0 && m.unit() % every == 0 && !m.done()) r.save_checkpoint(m, nullptr, /*defer=*/true);
     }
-    if (r.pending) r.last_student.read();  // (E_NAN when a student loss since was not finite)
+    r.last_student.read();  // the run's last losses: E_NAN here if one since the last read was not finite
     r.commit_pending();
   } catch (const Error& e) {
     r.pending = false;
