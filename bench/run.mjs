@@ -676,7 +676,8 @@ export function renderReadme(acc, spd, val) {
       "*Eager* is `bench/reference.py`: the same loops as a PyTorch user writes them (nn.Module, forward hooks on the BN layers, torch.optim), identical math and hyper-parameters, " +
       "same thread count, same batch. " + spd.method + ".", "",
       "Both sides initialize the models as the zoo does and draw every random number from a CPU generator with the same seed in the same order, so they compute the same numbers: " +
-      "the *losses* column compares every loss both sides report (each term, the totals, the lr) at the first iteration (a warm-up one) and at the last, a check that the math is the same before the speed is believed.", "");
+      "the *losses* column compares every loss both sides report (each term, the totals, the lr) at the first iteration (a warm-up one) and at the last, a check that the math is the same before the speed is believed. " +
+      "Where the last values *differ* beyond the tolerance while the first agree exactly, the two sides drifted apart over the timed iterations (float rounding that differs between a TorchScript graph and Python's op order, amplified by the optimization: most on the long batch-64 runs and the adversarial loops, whose generator maximizes the very disagreement); a different formula would already show at the first iteration.", "");
     if (legacy.length)
       L.push(`> **Pending a re-run.** ${legacy.length === rows.length ? "Every row below was" : `${legacy.length} rows were`} measured by an older harness: ` +
         "with the repeats shown (the documented default is 5), the adversarial rows timed 1 iteration per measurement, `--seconds` was not recorded, " +
