@@ -48,8 +48,7 @@ Json bench_job(const Json& j, const std::atomic<bool>& cancel) {
   if (batch < 1 || iters < 1 || warmup < 0) fail("E_CONFIG", "bench: batchSize and iterations must be >= 1, warmup >= 0");
   auto device = pick_device(device_name);
   set_threads(threads);
-  set_forward_options({precision == "bf16", channels_last, device.type()});
-  struct Reset { ~Reset() { set_forward_options({}); } } reset;
+  ForwardOptionsScope forward({precision == "bf16", channels_last, device.type()});
   Rng rng(seed, device);
   const auto on_device = torch::TensorOptions().device(device);
   Teacher teacher(teacher_path, device, layers);

@@ -64,6 +64,14 @@ struct ForwardOptions {
 };
 void set_forward_options(const ForwardOptions& o);
 const ForwardOptions& forward_options();
+// A job's forward options for its lifetime: the thread's defaults again when it ends, however it ends.
+class ForwardOptionsScope {
+ public:
+  ForwardOptionsScope() = default;
+  explicit ForwardOptionsScope(const ForwardOptions& o) { set_forward_options(o); }
+  ~ForwardOptionsScope() { set_forward_options({}); }
+  ForwardOptionsScope(const ForwardOptionsScope&) = delete;
+};
 class ForwardCast {
  public:
   ForwardCast();  // autocast on for this scope when the thread's options say so

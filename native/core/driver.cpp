@@ -359,16 +359,9 @@ Json report_of(Run& r) {
 
 }  // namespace
 
-namespace {
-// The job thread's forward options back to the defaults when the job ends, however it ends.
-struct ForwardOptionsReset {
-  ~ForwardOptionsReset() { set_forward_options({}); }
-};
-}  // namespace
-
 Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>& cancel) {
   auto t_start = Clock::now();
-  ForwardOptionsReset reset_forward;
+  ForwardOptionsScope forward_scope;  // (setup() sets the options from the config)
   const char* count_env = std::getenv("DFKD_COUNT_SYNCS");
   SyncCounter syncs(count_env && std::string(count_env) == "1");
   Json j = config;

@@ -30,18 +30,8 @@ struct StudentGraph::Impl {
 
   // The captured work: what dfkd::student_step does between the lr and the optimizer step.
   void forward_backward() {
-    torch::Tensor t;
-    {
-      torch::NoGradGuard ng;
-      t = teacher.logits(x);
-    }
-    auto s = run_logits(student, x, "student");
-    kd = losses::discrepancy(kind, s, t, T);
-    total = kd;
-    if (ce_weight > 0 && y.defined()) {
-      ce = torch::cross_entropy_loss(s, y);
-      total = total + ce_weight * ce;
-    }
+    auto l = student_loss(teacher, student, x, y, kind, T, ce_weight);
+    kd = l.kd, ce = l.ce, total = l.total;
     total.backward();
   }
 };

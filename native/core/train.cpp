@@ -4,9 +4,8 @@
 
 namespace dfkd {
 
-StepLosses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
-                    const torch::Tensor& y, Loss loss_kind, double T, double ce_weight, int64_t step) {
-  opt.step_schedule(step);
+StudentLoss student_loss(Teacher& teacher, torch::jit::Module& student, const torch::Tensor& x, const torch::Tensor& y,
+                         Loss loss_kind, double T, double ce_weight) {
   torch::Tensor t;
   {
     torch::NoGradGuard ng;
@@ -16,18 +15,26 @@ StepLosses student_step(Teacher& teacher, torch::jit::Module& student, Optim& op
   if (s.size(1) != t.size(1))
     fail("E_CLASS_MISMATCH", "the student predicts " + std::to_string(s.size(1)) + " classes, the teacher " +
                                  std::to_string(t.size(1)));
-  auto loss = losses::discrepancy(loss_kind, s, t, T);
-  StepLosses parts;
-  parts.set("kd", loss);
+  StudentLoss l;
+  l.kd = l.total = losses::discrepancy(loss_kind, s, t, T);
   if (ce_weight > 0 && y.defined()) {
-    auto ce = torch::cross_entropy_loss(s, y);
-    parts.set("ce", ce);
-    loss = loss + ce_weight * ce;
+    l.ce = torch::cross_entropy_loss(s, y);
+    l.total = l.total + ce_weight * l.ce;
   }
-  parts.set("student", loss);
+  return l;
+}
+
+StepLosses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
+                        const torch::Tensor& y, Loss loss_kind, double T, double ce_weight, int64_t step) {
+  opt.step_schedule(step);
+  auto l = student_loss(teacher, student, x, y, loss_kind, T, ce_weight);
+  StepLosses parts;
+  parts.set("kd", l.kd);
+  if (l.ce.defined()) parts.set("ce", l.ce);
+  parts.set("student", l.total);
   parts.set("lr", opt.lr());
   opt.zero_grad();
-  loss.backward();
+  l.total.backward();
   opt.step();
   return parts;
 }

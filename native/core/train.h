@@ -13,10 +13,16 @@
 
 namespace dfkd {
 
-// One student step (every method's): the teacher's logits without grad, the student's in its
-// current mode, discrepancy `loss_kind` (KL at temperature T | L1), plus ce_weight x CE on
-// `y` when both are given; sets the lr of `step`, backward, optimizer step. Returns the values
-// on the device (kd, ce, student; lr): the caller guards their finiteness (Run::student_step).
+// The student's loss (every method's): the teacher's logits without grad, the student's in its
+// current mode, discrepancy `loss_kind` (KL at temperature T | L1), plus ce_weight x CE on `y`
+// when both are given (ce undefined otherwise).
+struct StudentLoss {
+  torch::Tensor total, kd, ce;
+};
+StudentLoss student_loss(Teacher& teacher, torch::jit::Module& student, const torch::Tensor& x, const torch::Tensor& y,
+                         Loss loss_kind, double T, double ce_weight);
+// One student step: sets the lr of `step`, student_loss, backward, optimizer step. Returns the
+// values on the device (kd, ce, student; lr): the caller guards their finiteness (Run::student_step).
 StepLosses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
                     const torch::Tensor& y, Loss loss_kind, double T, double ce_weight, int64_t step);
 
