@@ -6,7 +6,7 @@ validation rows, and reported on every teacher and the report rows.
 
 The spread: with and without BatchNorm, scripted and traced, with and without dfkd metadata,
 a plain CNN, a ResNet, a wide VGG-style net on inputs scaled to [-1, 1], an MLP on raw [0, 1]
-pixels, depthwise-separable convolutions, GroupNorm. The bundled models/mnist_lenet5.pt is the
+pixels, a plain CNN with BatchNorm on raw pixels, depthwise-separable convolutions, GroupNorm. The bundled models/mnist_lenet5.pt is the
 family's first member (scripts/train_teacher.py).
 
 Usage: python3 scripts/train_family.py [name ...]   (node scripts/python.mjs ... uses the project's
@@ -100,6 +100,18 @@ class Mobile(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
+class BNCNN(nn.Module):
+    """A plain CNN with BatchNorm (32-64, one 3x3 conv per stage, a 5x5 stem), trained on raw [0, 1] pixels."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(*cbr(1, 32, 5), nn.MaxPool2d(2), *cbr(32, 64), nn.MaxPool2d(2), *cbr(64, 64))
+        self.fc = nn.Linear(64 * 7 * 7, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
 class GroupNormCNN(nn.Module):
     """A plain CNN normalized by GroupNorm: no BatchNorm statistics to invert."""
 
@@ -127,6 +139,9 @@ FAMILY = {
     "mlp_raw": (MLP, "trace", (0.0, 1.0), False, "report"),
     "mobile_bn": (Mobile, "script", MNIST_NORM, True, "report"),
     "cnn_gn": (GroupNormCNN, "trace", MNIST_NORM, False, "report"),
+    # A BatchNorm teacher on a range convention (raw pixels): the tune set's only one, so that a
+    # choice for such teachers (e.g. the generator's head) is not made on vgg_bn_pm1, a report teacher.
+    "cnn_bn_raw": (BNCNN, "trace", (0.0, 1.0), False, "tune"),
 }
 
 

@@ -127,8 +127,8 @@ export const generatorSchema = z.strictObject({
   /**
    * The generator's last layer: "pixels" (sigmoid to [0, 1], then the teacher's normalization),
    * "standardized" (DFAD's tanh + BatchNorm: mean 0 / std 1 per channel), "auto" (default:
-   * standardized, except pixels without the BN term when the normalization cannot be the data's
-   * statistics, e.g. raw pixels 0 / 1 or [-1, 1] as 0.5 / 0.5).
+   * standardized, except pixels when the normalization cannot be the data's statistics, e.g.
+   * raw pixels 0 / 1 or [-1, 1] as 0.5 / 0.5).
    */
   output: z.enum(["auto", "pixels", "standardized"]).optional(),
 });

@@ -152,9 +152,13 @@ print(json.dumps([x.min().item(), x.max().item(), x.std().item()]))`));
     // MNIST's own statistics (the file's metadata): GeneratorA's standardized head
     const m = await distill({ teacher, outDir: tmp(), ...tiny });
     expect((m.config.generator as Record<string, unknown>).output).toBe("standardized");
-    // a teacher with BatchNorm: the BN term anchors the (affine) standardized head
+    // a teacher with BatchNorm: the BN term does not move the standardized head onto [-1, 1] either
     const b = await distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], normalization: pm1, outDir: tmp(), ...tiny });
-    expect((b.config.generator as Record<string, unknown>).output).toBe("standardized");
+    expect((b.config.generator as Record<string, unknown>).output).toBe("pixels");
+    expect((b.config.generator as Record<string, unknown>).bn).toBe(10);
+    // ... and with MNIST's statistics it keeps the standardized head
+    const s = await distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], normalization: { mean: [0.1307], std: [0.3081] }, outDir: tmp(), ...tiny });
+    expect((s.config.generator as Record<string, unknown>).output).toBe("standardized");
     // pixels need a normalization
     const e = await rejectsWith(distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], outDir: tmp(), ...tiny,
       generator: { output: "pixels" } }), "E_CONFIG");
