@@ -20,17 +20,21 @@ const USAGE = `usage: node bench/family.mjs [options]
   --split val|report score on the validation rows 7000..8499 (choices) or the report rows
                      8500..9999 (default report)
   --teachers a,b     teachers of bench/family.json (default all; "tune": the tune teachers)
-  --methods a,b      auto, adversarial, deepinversion, spectral, classical (default auto,classical);
-                     a method that does not apply to a teacher (deepinversion without BatchNorm)
+  --methods a,b      auto, adversarial, fast, deepinversion, spectral, classical (default auto,classical);
+                     a method that does not apply to a teacher (deepinversion, fast without BatchNorm)
                      is skipped
   --set k=v,k=v      config keys on top of the defaults, for comparing a choice on the validation
                      split (e.g. generator.output=standardized); the method column becomes
                      "<method> [k=v,...]"
+  --eval-every N     evaluate the student every N steps (time to accuracy: each row keeps its curve of
+                     accuracy against the job's seconds, evaluations excluded; family.md gains a
+                     time-to-95/97/98% table)
+  --plot FILE        with --eval-every: a PNG of the curves of this invocation's rows
   --threads N        CPU threads (default 2)
   --out DIR          results folder (default bench/results)`;
 
 function parseArgs(argv) {
-  const o = { set: [], budget: "5m", seeds: [0, 1, 2], split: "report", teachers: [], methods: ["auto", "classical"], threads: 2, out: path.join(ROOT, "bench", "results"), argv };
+  const o = { evalEvery: 0, plot: "", set: [], budget: "5m", seeds: [0, 1, 2], split: "report", teachers: [], methods: ["auto", "classical"], threads: 2, out: path.join(ROOT, "bench", "results"), argv };
   const list = (v) => String(v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
@@ -41,6 +45,8 @@ function parseArgs(argv) {
     else if (a === "--methods") o.methods = list(v());
     else if (a === "--set") o.set = list(v());
     else if (a === "--threads") o.threads = Number(v());
+    else if (a === "--eval-every") o.evalEvery = Number(v());
+    else if (a === "--plot") o.plot = path.resolve(v());
     else if (a === "--out") o.out = path.resolve(v());
     else { console.error(`family: unknown option ${a}\n${USAGE}`); process.exit(2); }
   }
@@ -76,21 +82,23 @@ async function main() {
   const file = path.join(o.out, o.split === "val" ? "family.val.json" : "family.json");
   const results = existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : { rows: {} };
   const command = ["node", "bench/family.mjs", ...o.argv].join(" ");
+  const mine = [];  // this invocation's rows (the plot's)
   for (const name of names) {
     const t = family[name];
     if (!t) throw new Error(`no teacher ${name} in bench/family.json`);
     const norm = { mean: t.mean, std: t.std };
     for (const base of o.methods) {
-      if (["deepinversion", "statistical"].includes(base) && !t.bnLayers) continue;
+      if (["deepinversion", "statistical", "fast"].includes(base) && !t.bnLayers) continue;
       const method = o.set.length ? `${base} [${o.set.join(",")}]` : base;
       for (const seed of o.seeds) {
-        const id = `${name}/${method}/${o.budget}/s${seed}`;
+        const id = `${name}/${method}/${o.budget}${o.evalEvery ? `/eval${o.evalEvery}` : ""}/s${seed}`;
         const out = path.join(work, id.replaceAll("/", "_").replace(/[^\w.-]+/g, "_"));
         const cfg = {
           teacher: path.join(ROOT, t.file), student: "lenet5_half", seed, threads: o.threads, budget: o.budget,
           normalization: norm, test: { ...test, ...norm }, outDir: out,
           ...(base === "auto" ? {} : { method: base }),
           ...(base === "classical" ? { data: { ...split.train, ...norm } } : {}),
+          ...(o.evalEvery > 0 ? { evalEvery: o.evalEvery } : {}),
         };
         for (const kv of o.set) setPath(cfg, kv);
         mkdirSync(out, { recursive: true });
@@ -111,9 +119,11 @@ async function main() {
           studentAccuracy: rep.evaluation.studentAccuracy, teacherAccuracy: rep.evaluation.teacherAccuracy, agreement: rep.evaluation.agreement,
           seconds: rep.timings.total, budgetSeconds: rep.budget?.seconds, units: rep.budget?.units, unit: rep.budget?.unit, resized: rep.budget?.resized ?? 0,
           warnings: rep.budget?.warnings, studentSteps: rep.studentSteps, synthesized: rep.synthesized, timings: rep.timings,
+          ...(o.evalEvery > 0 ? { evalEvery: o.evalEvery, curve: (rep.evals ?? []).map((e) => [+e.elapsed.toFixed(2), e.studentAccuracy]) } : {}),
           ...env, reportCommit: rep.commit, config: rep.config, command,
         };
         results.rows[id] = row;
+        mine.push(row);
         process.stderr.write(`${(row.studentAccuracy * 100).toFixed(2)}% in ${row.seconds.toFixed(1)} s (${rep.method}, ${row.units} ${row.unit}s)\n`);
         writeFileSync(file, JSON.stringify(results, null, 2) + "\n");
       }
@@ -122,6 +132,17 @@ async function main() {
   writeFileSync(file, JSON.stringify(results, null, 2) + "\n");
   writeFileSync(path.join(o.out, "family.md"), table(results, path.join(o.out, "family.json"), path.join(o.out, "family.val.json")));
   process.stderr.write(`family: wrote ${path.relative(ROOT, file)} and family.md\n`);
+  if (o.plot && mine.some((r) => r.curve?.length)) {
+    const { lineChart, PALETTE } = await import("./plot.mjs");
+    const keys = [...new Set(mine.map((r) => `${r.teacher} ${r.method}`))];
+    const series = mine.filter((r) => r.curve?.length).map((r) => ({
+      label: `${r.teacher} ${r.method}`, color: PALETTE[keys.indexOf(`${r.teacher} ${r.method}`) % PALETTE.length],
+      points: r.curve.map(([t, a]) => [t, a * 100]) }));
+    const xMax = Math.max(...mine.map((r) => r.budgetSeconds ?? r.seconds));
+    writeFileSync(o.plot, lineChart({ title: "Student accuracy against time", xMax, series,
+      subtitle: `${o.split} rows, ${o.threads} threads, evaluations every ${o.evalEvery} steps (not counted), one line per seed; ${command}` }));
+    process.stderr.write(`family: wrote ${path.relative(ROOT, o.plot)}\n`);
+  }
 }
 
 /** Markdown: per split and budget, teacher x method, mean student accuracy over seeds (n), mean seconds. */
@@ -132,7 +153,7 @@ export function table(...files) {
   const groups = new Map();
   for (const r of rows) {
     if (r.error) continue;
-    const k = `${r.split} / budget ${r.budget}`;
+    const k = `${r.split} / budget ${r.budget}${r.evalEvery ? ` / evaluated every ${r.evalEvery} steps` : ""}`;
     if (!groups.has(k)) groups.set(k, []);
     groups.get(k).push(r);
   }
@@ -151,6 +172,20 @@ export function table(...files) {
       });
       md += `| ${t} (${tr[0].role}, ${(tr[0].teacherAccuracy * 100).toFixed(2)}%) | ${cells.join(" | ")} |\n`;
     }
+    if (!rs.some((r) => r.curve)) continue;
+    // Time to accuracy: the job's seconds (evaluations excluded) at the first evaluation at or
+    // above each bar, mean over the seeds that reached it (how many did, of n).
+    md += `\nTime to accuracy (mean seconds over the seeds that reached it; reached/n):\n\n| teacher | method | 95% | 97% | 98% |\n|---|---|---|---|---|\n`;
+    for (const t of teachers)
+      for (const m of methods) {
+        const c = rs.filter((r) => r.teacher === t && r.method === m && r.curve);
+        if (!c.length) continue;
+        const at = (bar) => {
+          const ts = c.map((r) => r.curve.find(([, a]) => a >= bar)?.[0]).filter((v) => v !== undefined);
+          return ts.length ? `${(ts.reduce((a, b) => a + b, 0) / ts.length).toFixed(0)} s (${ts.length}/${c.length})` : `— (0/${c.length})`;
+        };
+        md += `| ${t} | ${m} | ${at(0.95)} | ${at(0.97)} | ${at(0.98)} |\n`;
+      }
   }
   return md;
 }

@@ -123,3 +123,47 @@ export function barChart({ title, subtitle = "", bars, lines = [], width = 1000 
   });
   return cv.png();
 }
+
+/** A line from (x0, y0) to (x1, y1), `t` px thick. */
+function line(cv, x0, y0, x1, y1, rgb, t = 2) {
+  const n = Math.max(1, Math.ceil(Math.hypot(x1 - x0, y1 - y0)));
+  for (let i = 0; i <= n; i++) cv.rect(x0 + ((x1 - x0) * i) / n - t / 2, y0 + ((y1 - y0) * i) / n - t / 2, t, t, rgb);
+}
+
+export const PALETTE = [[66, 110, 190], [214, 96, 40], [46, 150, 80], [150, 60, 170], [190, 40, 60], [120, 120, 120], [20, 160, 170], [170, 140, 20]];
+
+/**
+ * Accuracy (%) against seconds. series: [{ label, color, points: [[seconds, percent], ...] }] (several
+ * series may share a label and color: one per seed); yMin..100 on the y axis; hlines: thresholds.
+ */
+export function lineChart({ title, subtitle = "", series, xMax, yMin = 80, hlines = [95, 97, 98], width = 1000, height = 640 }) {
+  const cv = new Canvas(width, height);
+  const labels = [...new Map(series.map((s) => [s.label, s.color])).entries()];
+  const left = 70, right = 30, top = 70, bottom = 70 + 20 * Math.ceil(labels.length / 2);
+  const X = (s) => left + ((width - left - right) * Math.min(s, xMax)) / xMax;
+  const Y = (p) => top + ((height - top - bottom) * (100 - Math.max(yMin, Math.min(100, p)))) / (100 - yMin);
+  cv.text(16, 12, title, [0, 0, 0], 3);
+  if (subtitle) cv.text(16, 44, subtitle, [90, 90, 90], 1);
+  const step = (100 - yMin) / 5;
+  for (let p = yMin; p <= 100 + 1e-9; p += step) {
+    cv.rect(left, Y(p), width - left - right, 1, [225, 225, 225]);
+    cv.text(left - Canvas.textWidth(`${p}`, 2) - 8, Y(p) - 7, `${p}`, [60, 60, 60], 2);
+  }
+  const xs = xMax <= 60 ? 10 : xMax <= 180 ? 30 : 60;
+  for (let s = 0; s <= xMax + 1e-9; s += xs) {
+    cv.rect(X(s), top, 1, height - top - bottom, [235, 235, 235]);
+    cv.text(X(s) - Canvas.textWidth(`${s}`, 2) / 2, height - bottom + 8, `${s}`, [60, 60, 60], 2);
+  }
+  cv.text(width - right - Canvas.textWidth("seconds", 2), height - bottom + 26, "seconds", [60, 60, 60], 2);
+  for (const h of hlines) for (let x = left; x < width - right; x += 10) cv.rect(x, Y(h), 5, 1, [120, 120, 120]);
+  for (const s of series)
+    for (let i = 1; i < s.points.length; i++) line(cv, X(s.points[i - 1][0]), Y(s.points[i - 1][1]), X(s.points[i][0]), Y(s.points[i][1]), s.color);
+  cv.rect(left, top, 1, height - top - bottom, [0, 0, 0]);
+  cv.rect(left, height - bottom, width - left - right, 1, [0, 0, 0]);
+  labels.forEach(([label, color], i) => {
+    const x = 16 + (i % 2) * (width / 2), y = height - bottom + 48 + 20 * Math.floor(i / 2);
+    cv.rect(x, y + 4, 24, 4, color);
+    cv.text(x + 32, y, label, [0, 0, 0], 1);
+  });
+  return cv.png();
+}

@@ -8,7 +8,7 @@ import { z } from "zod";
 import { DfkdError } from "./errors.js";
 
 /** The built-in methods (the addon's registry may hold more: `Object.keys(defaults().methods)`). */
-export type Method = "auto" | "classical" | "statistical" | "spectral" | "deepinversion" | "adversarial" | "noise" | (string & {});
+export type Method = "auto" | "classical" | "statistical" | "spectral" | "deepinversion" | "adversarial" | "fast" | "noise" | (string & {});
 
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -131,6 +131,8 @@ export const generatorSchema = z.strictObject({
    * raw pixels 0 / 1 or [-1, 1] as 0.5 / 0.5).
    */
   output: z.enum(["auto", "pixels", "standardized"]).optional(),
+  /** fast: the fraction of the run's rounds before the adversarial term is on (0..1). */
+  advWarmup: z.number().min(0).max(1).optional(),
 });
 
 export const adversarialSchema = z.strictObject({

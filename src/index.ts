@@ -18,9 +18,9 @@ export type { DistillConfig, DatasetSpec, Method } from "./config.js";
 export type { CpuCacheStats, DistillDefaults, RuntimeInfo } from "./native.js";
 /** `train` of a DistillConfig: the student's optimizer, schedule, KD loss and augmentation. */
 export type TrainOptions = z.input<typeof trainSchema>;
-/** `synth` of a DistillConfig: input synthesis (statistical, spectral, deepinversion). */
+/** `synth` of a DistillConfig: input synthesis (statistical, spectral, deepinversion; fast: z's optimizer, batch, iterations). */
 export type SynthOptions = z.input<typeof synthSchema>;
-/** `generator` of a DistillConfig: the adversarial method's generator. */
+/** `generator` of a DistillConfig: the generator of the adversarial and fast methods. */
 export type GeneratorOptions = z.input<typeof generatorSchema>;
 /** `adversarial` of a DistillConfig: the adversarial method's loop sizes. */
 export type AdversarialOptions = z.input<typeof adversarialSchema>;
@@ -68,6 +68,7 @@ export interface DistillReport {
   studentSteps: number;
   synthesized: number;
   evaluation?: Accuracy;
+  /** Every evalEvery student steps: accuracy on `test`, and seconds since the job started (evaluations excluded). */
   evals?: Array<{ step: number; studentAccuracy: number; elapsed: number }>;
   /** Seconds per phase (load, synthesize, train, evaluate, save) and total. */
   timings: Record<string, number>;

@@ -26,7 +26,8 @@ export interface ProgressEvent {
 }
 export interface PhaseEvent { type: "phase"; phase: Phase }
 export interface LogEvent { type: "log"; message: string }
-export interface EvalEvent { type: "eval"; step: number; studentAccuracy: number; samples: number }
+/** An evaluation on `test` every evalEvery student steps; elapsed: seconds since the job started, evaluations excluded. */
+export interface EvalEvent { type: "eval"; step: number; studentAccuracy: number; samples: number; elapsed: number }
 export interface CheckpointEvent { type: "checkpoint"; path: string; state: Record<string, unknown> }
 export type JobEvent = ProgressEvent | PhaseEvent | LogEvent | EvalEvent | CheckpointEvent;
 

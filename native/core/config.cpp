@@ -168,6 +168,7 @@ template <class V> void visit(V& v, GeneratorConfig& c) {
            "gamma", c.gamma);
   v.fields("nz", c.nz, "ngf", c.ngf, "loss", c.loss, "adversarial", c.adversarial);
   v.fields("onehot", c.onehot, "activation", c.activation, "entropy", c.entropy, "bn", c.bn, "output", c.output);
+  v.fields("advWarmup", c.adv_warmup);
 }
 template <class V> void visit(V& v, AdversarialConfig& c) {
   v.fields("epochs", c.epochs, "itersPerEpoch", c.iters_per_epoch, "studentSteps", c.student_steps);

@@ -71,6 +71,7 @@ struct GeneratorConfig : OptimConfig {
   Loss loss = Loss::l1;
   double adversarial = 1.0, onehot = 0.0, activation = 0.0, entropy = 0.0, bn = 0.0;
   GenOutput output = GenOutput::automatic;
+  double adv_warmup = 0.0;  // fast: the fraction of the rounds before the adversarial term is on
   GeneratorConfig() { optimizer = OptimKind::adam; lr = 1e-3; schedule = Schedule::none; }
 };
 

@@ -62,6 +62,7 @@ struct Run {
   std::string good_ckpt;      // the latest checkpoint of a good state: written by this run, or resumed from
   Json budget;                // the budget's calibration and plan (plan.h); null when unbudgeted
   Clock::time_point started = Clock::now();  // the job's start: a budget counts from it
+  double eval_seconds = 0;    // spent in maybe_eval's evaluations (not in an eval's `elapsed`)
 
   Run(const DistillConfig& c, const EmitFn& e, const std::atomic<bool>& k) : cfg(c), emit(e), cancel(k), progress(e) {}
 

@@ -14,6 +14,13 @@ torch::Tensor kd_kl(const torch::Tensor& s, const torch::Tensor& t, double T) {
   return F::kl_div(log_p_s, p_t, F::KLDivFuncOptions().reduction(torch::kBatchMean)) * (T * T);
 }
 
+torch::Tensor agreeing_kl(const torch::Tensor& s, const torch::Tensor& t) {
+  auto log_p_t = torch::log_softmax(t, 1);
+  auto kl = (log_p_t.exp() * (log_p_t - torch::log_softmax(s, 1))).sum(1);
+  auto agree = (s.argmax(1) == t.argmax(1)).to(kl.scalar_type());
+  return (kl * agree).mean();
+}
+
 torch::Tensor l1_logits(const torch::Tensor& s, const torch::Tensor& t) { return (s - t).abs().mean(); }
 
 torch::Tensor discrepancy(Loss kind, const torch::Tensor& s, const torch::Tensor& t, double T) {

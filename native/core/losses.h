@@ -83,6 +83,11 @@ torch::Tensor l2_prior(const torch::Tensor& x);
 // clamped to [0.01, 0.99] as in NVlabs/DeepInversion; minimizing it makes them disagree.
 torch::Tensor adi_competition(const torch::Tensor& s_logits, const torch::Tensor& t_logits, double T);
 
+// Fast-Datafree's adversarial term (datafree/synthesis/fast_meta.py, "decision adversarial
+// distillation"): the batch mean of KL(softmax(t) || softmax(s)) per sample, counted only where
+// the student's and the teacher's argmax agree (0 elsewhere).
+torch::Tensor agreeing_kl(const torch::Tensor& s_logits, const torch::Tensor& t_logits);
+
 // DAFL (Chen et al. 2019): one-hot CE of the teacher on its own argmax; activation loss
 // -mean|f|; information entropy loss sum(p_mean * log p_mean) (minimized -> balanced classes).
 torch::Tensor dafl_onehot(const torch::Tensor& t_logits);

@@ -160,15 +160,6 @@ torch::Tensor batch_of(const Run& r, int64_t n) {
   return torch::randn(full, torch::TensorOptions().device(r.device));
 }
 
-// A copy of a module with its own leaf parameters (Module::clone copies them through autograd).
-torch::jit::Module trainable_copy(const torch::jit::Module& m) {
-  auto c = m.clone();
-  for (auto sub : c.modules())
-    for (const auto& p : sub.named_parameters(/*recurse=*/false))
-      sub.register_parameter(p.name, p.value.detach().clone().requires_grad_(true), false);
-  return c;
-}
-
 // One student step on a copy of the student (the run's student and optimizer stay untouched).
 double student_step_cost(Run& r, const DistillConfig& c, const std::function<torch::Tensor()>& x,
                          const torch::Tensor& y) {
@@ -192,16 +183,17 @@ Costs calibrate(Run& r, const DistillConfig& c, const MethodInfo& info) {
   const auto& t = c.recipe.train;
   switch (kind_of(info)) {
     case Kind::inversion: {
-      SynthConfig sc = c.recipe.synth;
-      if (sc.iterations > 0) {
-        sc.iterations = 5;
+      if (c.recipe.synth.iterations > 0) {
+        DistillConfig cc = c;
+        cc.recipe.synth.iterations = 5;
         std::unique_ptr<Stats> stats;
         if (!c.stats.empty()) stats = std::make_unique<Stats>(load_stats(c.stats));
-        auto layers = info.prepare(sc, *r.teacher, stats.get(), r.shape);
-        InputSynthesizer syn(*r.teacher, sc, std::move(layers), r.shape, r.classes);
+        auto init = at::make_generator<at::CPUGeneratorImpl>(c.seed + 7919);
+        auto syn = info.synth(info, cc, r, stats.get(), init);
+        syn->at_round(1, 1);  // every term on (fast's adversarial term is off in its warm-up)
         std::vector<Clock::time_point> at;
-        syn.run(rng, sc.adi > 0 ? &r.student : nullptr, r.cancel,
-                [&](int64_t, int64_t, const StepLosses&) { sync_device(r.device); at.push_back(Clock::now()); });
+        syn->run(rng, syn->uses_student() ? &r.student : nullptr, r.cancel,
+                 [&](int64_t, int64_t, const StepLosses&) { sync_device(r.device); at.push_back(Clock::now()); });
         k.synth_iter = std::chrono::duration<double>(at[4] - at[1]).count() / 3;
       }
       auto x = batch_of(r, t.batch);

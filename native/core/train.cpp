@@ -93,6 +93,14 @@ BufferSnapshot::~BufferSnapshot() {
   for (auto& [live, copy] : saved_) live.copy_(copy);
 }
 
+torch::jit::Module trainable_copy(const torch::jit::Module& m) {
+  auto c = m.clone();
+  for (auto sub : c.modules())
+    for (const auto& p : sub.named_parameters(/*recurse=*/false))
+      sub.register_parameter(p.name, p.value.detach().clone().requires_grad_(true), false);
+  return c;
+}
+
 bool module_finite(torch::jit::Module& m) {
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> ok;

@@ -53,6 +53,9 @@ class BufferSnapshot {
   std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_;  // (live buffer, copy)
 };
 
+// A copy of a module with its own leaf parameters (Module::clone copies them through autograd).
+torch::jit::Module trainable_copy(const torch::jit::Module& m);
+
 // Whether all floating-point parameters and buffers are finite (a state worth checkpointing).
 bool module_finite(torch::jit::Module& m);
 

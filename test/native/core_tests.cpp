@@ -82,6 +82,7 @@ void test_gradients() {
       {"kd_kl", {[&](const torch::Tensor& x) { return losses::kd_kl(x, t_logits, 4.0); }, logits}},
       {"l1_logits", {[&](const torch::Tensor& x) { return losses::l1_logits(x, t_logits); }, logits}},
       {"adi_competition", {[&](const torch::Tensor& x) { return losses::adi_competition(x, t_logits, 3.0); }, logits}},
+      {"agreeing_kl", {[&](const torch::Tensor& x) { return losses::agreeing_kl(x, t_logits); }, logits}},
       {"dafl_onehot", {[&](const torch::Tensor& x) { return losses::dafl_onehot(x); }, logits}},
       {"dafl_activation", {[&](const torch::Tensor& x) { return losses::dafl_activation(x); }, feats}},
       {"dafl_entropy", {[&](const torch::Tensor& x) { return losses::dafl_entropy(x); }, logits}},
@@ -90,6 +91,15 @@ void test_gradients() {
     double e = grad_error(c.first, c.second, gen);
     std::cout << "  gradient " << name << ": " << e << "\n";
     EXPECT(e < 1e-5);
+  }
+  // Fast-Datafree's adversarial KL counts only the samples whose argmax agree: all of them when the
+  // student's logits are the teacher's halved (then it is KD's KL at T = 1), none when negated.
+  EXPECT(std::abs(losses::agreeing_kl(t_logits * 0.5, t_logits).item<double>() - losses::kd_kl(t_logits * 0.5, t_logits, 1.0).item<double>()) < 1e-12);
+  EXPECT(losses::agreeing_kl(-t_logits, t_logits).item<double>() == 0.0);
+  {
+    const auto agree = (logits.argmax(1) == t_logits.argmax(1)).sum().item<int64_t>();
+    std::cout << "  agreeing_kl case: " << agree << " of 5 samples agree\n";
+    EXPECT(agree > 0 && agree < 5);  // the gradient check above covers both kinds of sample
   }
   // Terms compose in order, with their weights; a term returning an undefined tensor is skipped.
   Tapped t{t_logits, {}};

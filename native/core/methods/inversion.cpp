@@ -1,4 +1,5 @@
-// The loop of the input-synthesis methods (deepinversion, statistical, spectral, noise): rounds
+// The loop of the input-synthesis methods (deepinversion, statistical, spectral, noise) and of
+// fast (a meta-learned generator, synth/meta.cpp): rounds
 // of (synthesize a batch -> memory bank -> train.stepsPerRound KD steps on batches drawn from
 // the bank, shifted by train.cropPadding and mixed by train.mixup). A method is its recipe and
 // its PrepareSynth (methods/<name>.cpp); this file is what they share.
@@ -17,9 +18,7 @@ class Inversion : public Method {
   void init(Run& r) override {
     const auto& sc = r.cfg.recipe.synth;
     if (!r.cfg.stats.empty()) stats_ = std::make_unique<Stats>(load_stats(r.cfg.stats));
-    SynthConfig c = sc;
-    auto layers = info_.prepare(c, *r.teacher, stats_.get(), r.shape);
-    synth_ = std::make_unique<InputSynthesizer>(*r.teacher, c, std::move(layers), r.shape, r.classes);
+    synth_ = info_.synth(info_, r.cfg, r, stats_.get(), r.rng->host);
     rounds_ = sc.rounds;
     per_round_ = r.cfg.recipe.train.steps_per_round;
     if (rounds_ < 1 || per_round_ < 0) fail("E_CONFIG", "synth.rounds must be >= 1 and train.stepsPerRound >= 0");
@@ -31,6 +30,10 @@ class Inversion : public Method {
   void restore(Run& r, CheckpointReader& ck, const Json& st) override {
     r.opt->load(ck.in());
     bank_->load(ck.in());
+    synth_->load(ck, r.device);
+    // A synthesizer built in init() may have drawn its initial weights from the RNG, which the
+    // driver had already restored: restore it again.
+    r.load_rng(ck);
     round_ = st.integer("round", 0);
     k_ = st.integer("k", 0);
     have_batch_ = st.boolean("haveBatch", k_ > 0);
@@ -42,6 +45,7 @@ class Inversion : public Method {
   // Cancelled during synthesis: the round restarts from its beginning (bank and RNG as then).
   Json save(Run& r, Checkpoint& ck) override {
     bank_->save(ck.out());
+    synth_->save(ck);
     r.put_rng(ck, in_synth_ ? &round_rng_ : nullptr);
     return Json(Json::Object{{"round", round_}, {"k", k_}, {"haveBatch", have_batch_ && !in_synth_},
                              {"synthesized", r.synthesized}, {"lastSynth", losses_json(r.last_synth.read())}});
@@ -89,7 +93,8 @@ class Inversion : public Method {
     in_synth_ = r.synthesizing = true;
     auto t0 = Clock::now();
     const int64_t batch = synth_->config().batch;
-    auto res = synth_->run(*r.rng, synth_->config().adi > 0 ? &r.student : nullptr, r.cancel,
+    synth_->at_round(round_, rounds_);
+    auto res = synth_->run(*r.rng, synth_->uses_student() ? &r.student : nullptr, r.cancel,
                            [&](int64_t it, int64_t total, const StepLosses& l) {
                              double el = secs_since(t0);
                              r.report("synthesize", it, total, l, it * double(batch) / std::max(el, 1e-9),
@@ -107,7 +112,7 @@ class Inversion : public Method {
 
   const MethodInfo& info_;
   std::unique_ptr<Stats> stats_;
-  std::unique_ptr<InputSynthesizer> synth_;
+  std::unique_ptr<BatchSynth> synth_;
   std::unique_ptr<Bank> bank_;
   int64_t rounds_ = 0, per_round_ = 0, round_ = 0, k_ = 0;
   // Whether this round's batch is already in the bank: k == 0 alone does not say (a run
@@ -141,6 +146,13 @@ Recipe inversion_recipe() {
   // strokes (bench presets; DeepInversion's ImageNet 1e-4 leaves salt-and-pepper noise at 28 px).
   s.ce = 1.0, s.tv_l1 = 0.0, s.tv_l2 = 0.03, s.l2 = 1e-5;
   return r;
+}
+
+std::unique_ptr<BatchSynth> input_synth(const MethodInfo& info, const DistillConfig& c, Run& r, const Stats* stats,
+                                        at::Generator&) {
+  SynthConfig sc = c.recipe.synth;
+  auto layers = info.prepare(sc, *r.teacher, stats, r.shape);
+  return std::make_unique<InputSynthesizer>(*r.teacher, sc, std::move(layers), r.shape, r.classes);
 }
 
 std::unique_ptr<Method> make_inversion(const MethodInfo& info) { return std::make_unique<Inversion>(info); }

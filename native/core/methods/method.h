@@ -40,13 +40,22 @@ using MakeMethod = std::unique_ptr<Method> (*)(const MethodInfo&);
 using PrepareSynth = std::vector<LayerTarget> (*)(SynthConfig& c, Teacher& teacher, const Stats* stats,
                                                   const std::vector<int64_t>& input_shape);
 
+// The inversion loop's synthesizer of a method, from the run's effective config; `init` draws
+// the initial weights of whatever it trains across rounds.
+using MakeSynth = std::unique_ptr<BatchSynth> (*)(const MethodInfo& info, const DistillConfig& c, Run& r,
+                                                  const Stats* stats, at::Generator& init);
+// prepare()'s layer targets and an InputSynthesizer (deepinversion, statistical, spectral, noise).
+std::unique_ptr<BatchSynth> input_synth(const MethodInfo& info, const DistillConfig& c, Run& r, const Stats* stats,
+                                        at::Generator& init);
+
 struct MethodInfo {
   const char* name;
   Recipe (*recipe)();            // every default of the method, with its source
   MakeMethod make;
-  PrepareSynth prepare = nullptr;  // input-synthesis methods only
+  PrepareSynth prepare = nullptr;  // inversion-loop methods only (the synth config's checks)
   const char* sections = "train";  // the config sections it reads (report, defaults())
-  bool generator_loop = false;     // TorchScript profiling executor on (see job.cpp)
+  bool generator_loop = false;     // TorchScript profiling executor on (see job.cpp); the generator's defaults (plan.cpp)
+  MakeSynth synth = input_synth;   // inversion-loop methods: the batch synthesizer
 };
 
 const std::vector<MethodInfo>& methods();
@@ -55,7 +64,8 @@ const MethodInfo& method_info(const std::string& name);  // E_CONFIG naming the 
 Json methods_defaults();
 Json sections_json(const Json& all, const MethodInfo& m);  // the sections of `all` that m reads
 
-// The shared implementations: classical (data), inversion (rounds of synthesis + KD from a bank),
+// The shared implementations: classical (data), inversion (rounds of synthesis + KD from a bank:
+// the input-synthesis methods and fast),
 // adversarial (generator vs student).
 std::unique_ptr<Method> make_classical(const MethodInfo&);
 std::unique_ptr<Method> make_inversion(const MethodInfo&);

@@ -8,6 +8,7 @@
   X(spectral)           \
   X(deepinversion)      \
   X(adversarial)        \
+  X(fast)               \
   X(noise)
 
 namespace dfkd {

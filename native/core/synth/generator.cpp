@@ -10,10 +10,8 @@ namespace dfkd {
 using losses::Term;
 using losses::TermInput;
 
-GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::vector<int64_t> shape,
-                               at::Generator& init, int64_t total_steps, const std::vector<double>& mean,
-                               const std::vector<double>& std)
-    : c_(c), teacher_(teacher) {
+torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, const std::vector<int64_t>& shape,
+                                   at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std) {
   if (c.nz < 1 || c.ngf < 1) fail("E_CONFIG", "generator nz and ngf must be positive");
   GeneratorHead head;
   head.pixels = c.output == GenOutput::pixels;  // auto: resolved by plan.cpp (standardized when unresolved)
@@ -22,10 +20,18 @@ GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::
                      "{ mean, std } (mean 0, std 1 for raw [0, 1] pixels)");
   head.mean = mean, head.std = std;
   head.affine = c.bn > 0;  // the standardized head: the BN term anchors its scale and shift
-  g_ = make_generator(c.nz, c.ngf, shape, init, head);
-  g_.to(teacher.device());
-  if (forward_options().channels_last) to_channels_last(g_);
-  g_.train();
+  auto g = make_generator(c.nz, c.ngf, shape, init, head);
+  g.to(teacher.device());
+  if (forward_options().channels_last) to_channels_last(g);
+  g.train();
+  return g;
+}
+
+GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::vector<int64_t> shape,
+                               at::Generator& init, int64_t total_steps, const std::vector<double>& mean,
+                               const std::vector<double>& std)
+    : c_(c), teacher_(teacher) {
+  g_ = build_generator(c, teacher, shape, init, mean, std);
   opt_ = std::make_unique<Optim>(parameters_of(g_), c, total_steps);
   auto bn = teacher.bn_taps();
   if (c.bn > 0 && bn.empty()) fail("E_NO_BN", "the generator's bn term needs a teacher with BatchNorm layers");

@@ -59,6 +59,24 @@ InputSynthesizer::InputSynthesizer(Teacher& teacher, const SynthConfig& c, std::
   }
 }
 
+torch::Tensor balanced_targets(int64_t batch, int64_t classes, Rng& rng, torch::Device dev) {
+  auto lopts = torch::TensorOptions().dtype(torch::kLong).device(dev);
+  auto y = torch::arange(batch, lopts).remainder(classes);
+  return y.index_select(0, torch::randperm(batch, rng.device, lopts));
+}
+
+torch::Tensor jitter_flip(const torch::Tensor& x, int64_t jitter, bool flip, Rng& rng) {
+  torch::Tensor out = x;
+  // Host RNG draws, read from host memory (no scalar read of a tensor: no sync to count).
+  if (jitter > 0) {
+    auto off = torch::randint(-jitter, jitter + 1, {2}, rng.host, torch::kLong);
+    const int64_t* o = off.data_ptr<int64_t>();
+    out = torch::roll(out, {o[0], o[1]}, {2, 3});
+  }
+  if (flip && *torch::rand({1}, rng.host).data_ptr<float>() < 0.5f) out = out.flip({3});
+  return out;
+}
+
 std::pair<torch::Tensor, StepLosses> InputSynthesizer::loss(const torch::Tensor& x, const torch::Tensor& y,
                                                             torch::jit::Module* student) {
   StepLosses parts;
@@ -72,10 +90,7 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
   auto dev = teacher_.device();
   std::vector<int64_t> full{cfg_.batch};
   full.insert(full.end(), shape_.begin(), shape_.end());
-  // Balanced targets, shuffled (DI samples one class per image).
-  auto lopts = torch::TensorOptions().dtype(torch::kLong).device(dev);
-  auto y = torch::arange(cfg_.batch, lopts).remainder(classes_);
-  y = y.index_select(0, torch::randperm(cfg_.batch, rng.device, lopts));
+  auto y = balanced_targets(cfg_.batch, classes_, rng, dev);
   auto x = torch::randn(full, rng.device, torch::TensorOptions().device(dev)).requires_grad_(true);
   torch::optim::Adam opt({x}, torch::optim::AdamOptions(cfg_.lr).betas({cfg_.betas[0], cfg_.betas[1]}));
   bool student_training = student && student->is_training();
@@ -95,14 +110,7 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
                             : 0.5 * (1 + std::cos(M_PI * double(it - warm) / double(std::max<int64_t>(1, cfg_.iterations - warm)))) * cfg_.lr;
       for (auto& g : opt.param_groups()) g.options().set_lr(lr);
     }
-    torch::Tensor xin = x;
-    // Host RNG draws, read from host memory (no scalar read of a tensor: no sync to count).
-    if (cfg_.jitter > 0) {
-      auto off = torch::randint(-cfg_.jitter, cfg_.jitter + 1, {2}, rng.host, torch::kLong);
-      const int64_t* o = off.data_ptr<int64_t>();
-      xin = torch::roll(xin, {o[0], o[1]}, {2, 3});
-    }
-    if (cfg_.flip && *torch::rand({1}, rng.host).data_ptr<float>() < 0.5f) xin = xin.flip({3});
+    torch::Tensor xin = jitter_flip(x, cfg_.jitter, cfg_.flip, rng);
     opt.zero_grad();
     auto [total, parts] = loss(xin, y, student);
     finite = still_finite(finite, total);

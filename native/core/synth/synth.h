@@ -1,11 +1,13 @@
 // Synthesizers (CMI's datafree/synthesis: one object per method that synthesize()s batches).
 // InputSynthesizer (input.cpp) optimizes a batch of inputs from noise against a composed loss
 // (deepinversion, statistical, spectral, noise: the weights of SynthConfig pick the terms);
+// MetaGeneratorSynth (meta.cpp) adapts a meta-learned generator to each batch (fast);
 // GeneratorSynth (generator.cpp) is the adversarial method's generator and its step.
 #pragma once
 #include <atomic>
 #include <functional>
 
+#include "core/checkpoint.h"
 #include "core/common.h"
 #include "core/config.h"
 #include "core/losses.h"
@@ -38,7 +40,30 @@ struct SynthResult {
   StepLosses losses;  // the last iteration's, guarded: reading them fails with E_NAN if any was not finite
 };
 
-class InputSynthesizer {
+// What the inversion loop (methods/inversion.cpp) synthesizes its rounds' batches with.
+class BatchSynth {
+ public:
+  virtual ~BatchSynth() = default;
+  // One batch of synthesis.batchSize inputs (and the classes they were made for). `student` (may
+  // be null where the method has no student term) is left in the mode it was in. Throws
+  // E_CANCELLED when `cancel` is set between iterations, before any state of the synthesizer
+  // changed (a cancelled round restarts from its beginning).
+  virtual SynthResult run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
+                          const ProgressFn& progress) = 0;
+  virtual const SynthConfig& config() const = 0;
+  virtual bool uses_student() const { return false; }
+  virtual void at_round(int64_t round, int64_t rounds) {}  // where the run is (schedules)
+  virtual void save(Checkpoint&) {}                         // state kept across rounds
+  virtual void load(CheckpointReader&, torch::Device) {}
+};
+
+// `batch` targets, every class equally often, shuffled (DeepInversion samples one class per image).
+torch::Tensor balanced_targets(int64_t batch, int64_t classes, Rng& rng, torch::Device dev);
+// DeepInversion's per-iteration augmentation: a random roll by up to `jitter` pixels and a
+// random horizontal flip, drawn from the host RNG (read from host memory: no device sync).
+torch::Tensor jitter_flip(const torch::Tensor& x, int64_t jitter, bool flip, Rng& rng);
+
+class InputSynthesizer : public BatchSynth {
  public:
   // The terms are those of `c` with a positive weight: ce, bn, feature, spectral, tvL1, tvL2, l2, adi.
   InputSynthesizer(Teacher& teacher, const SynthConfig& c, std::vector<LayerTarget> layers,
@@ -46,10 +71,12 @@ class InputSynthesizer {
   InputSynthesizer(const InputSynthesizer&) = delete;  // its terms refer to it
   // Optimizes one batch from noise. `student` (may be null) is used by the ADI term.
   // Throws E_CANCELLED when `cancel` is set between iterations.
-  SynthResult run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel, const ProgressFn& progress);
+  SynthResult run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
+                  const ProgressFn& progress) override;
   // The loss of a given batch (no jitter): total and per-term values.
   std::pair<torch::Tensor, StepLosses> loss(const torch::Tensor& x, const torch::Tensor& y, torch::jit::Module* student);
-  const SynthConfig& config() const { return cfg_; }
+  const SynthConfig& config() const override { return cfg_; }
+  bool uses_student() const override { return cfg_.adi > 0; }
 
  private:
   Teacher& teacher_;
@@ -58,6 +85,46 @@ class InputSynthesizer {
   std::vector<int64_t> shape_;
   int64_t classes_;
   std::vector<losses::Term> terms_;
+};
+
+// The generator of the adversarial and fast methods (zoo.h make_generator), its head from
+// `c.output` (resolved by plan.cpp) and the normalization, on the teacher's device, in train mode.
+torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, const std::vector<int64_t>& shape,
+                                   at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std);
+
+// Fast-Datafree's meta-learned generator (FastDFKD, Fang et al. AAAI 2022; zju-vipa/Fast-Datafree
+// datafree/synthesis/fast_meta.py): each batch starts from a copy of the meta generator and a
+// fresh z, both adapted for synthesis.iterations Adam steps (generator.lr, z at synthesis.lr)
+// against generator.bn x BN statistics + generator.onehot x CE to balanced targets -
+// generator.adversarial x the KL on the samples where student and teacher agree (from
+// generator.advWarmup of the run on); the batch of lowest loss is kept, and the meta generator
+// takes one Adam step (lr generator.lr x iterations) along the sum of the copy's gradients
+// (first-order MAML, their is_maml 1).
+class MetaGeneratorSynth : public BatchSynth {
+ public:
+  MetaGeneratorSynth(const SynthConfig& s, const GeneratorConfig& g, Teacher& teacher, std::vector<int64_t> input_shape,
+                     int64_t classes, at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std);
+  MetaGeneratorSynth(const MetaGeneratorSynth&) = delete;  // its terms refer to it
+  SynthResult run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
+                  const ProgressFn& progress) override;
+  const SynthConfig& config() const override { return s_; }
+  bool uses_student() const override { return g_.adversarial > 0; }
+  void at_round(int64_t round, int64_t rounds) override;
+  void save(Checkpoint& ck) override;
+  void load(CheckpointReader& ck, torch::Device device) override;
+  torch::jit::Module& module() { return meta_; }
+
+ private:
+  SynthConfig s_;
+  GeneratorConfig g_;
+  Teacher& teacher_;
+  std::vector<int64_t> shape_;
+  int64_t classes_;
+  torch::jit::Module meta_;
+  std::unique_ptr<Optim> meta_opt_;
+  std::vector<losses::Term> terms_;
+  bool adversarial_on_ = false;  // past the warm-up
+  torch::Tensor finite_;
 };
 
 // DFAD/DAFL generator and its step: discrepancy (maximized), DAFL's one-hot / activation /

@@ -1,0 +1,129 @@
+// The fast method's synthesizer: a meta-learned generator adapted to each batch (FastDFKD, Fang
+// et al., "Up to 100x Faster Data-free Knowledge Distillation", AAAI 2022; the reference is
+// zju-vipa/Fast-Datafree datafree/synthesis/fast_meta.py). Its defaults are the fast recipe's
+// (methods/fast.cpp).
+#include <cmath>
+
+#include "core/synth/synth.h"
+#include "core/train.h"
+
+namespace dfkd {
+
+using losses::Term;
+using losses::TermInput;
+
+MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConfig& g, Teacher& teacher,
+                                       std::vector<int64_t> shape, int64_t classes, at::Generator& init,
+                                       const std::vector<double>& mean, const std::vector<double>& std)
+    : s_(s), g_(g), teacher_(teacher), shape_(std::move(shape)), classes_(classes) {
+  if (s.batch < 1 || s.iterations < 1) fail("E_CONFIG", "fast: synth.batchSize and synth.iterations must be >= 1");
+  if (!(s.lr > 0) || !(g.lr > 0)) fail("E_CONFIG", "fast: synth.lr (of z) and generator.lr must be positive");
+  if (s.betas.size() != 2 || g.betas.size() != 2) fail("E_CONFIG", "fast: synth.betas and generator.betas must be [beta1, beta2]");
+  if (g.adv_warmup < 0 || g.adv_warmup > 1) fail("E_CONFIG", "generator.advWarmup must be a fraction of the run, 0..1");
+  auto bn = teacher.bn_taps();
+  if (g.bn > 0 && bn.empty())
+    fail("E_NO_BN", "fast's BN statistics term needs a teacher with BatchNorm layers; this teacher has none: "
+                    "use method 'adversarial' (DAFL's terms), or 'spectral' with a `dfkd stats` file");
+  meta_ = build_generator(g, teacher, shape_, init, mean, std);
+  // The meta step: Adam at lr_g x iterations, the reference's meta_optimizer (betas of the generator).
+  OptimConfig mc = g;
+  mc.lr = g.lr * double(s.iterations);
+  meta_opt_ = std::make_unique<Optim>(parameters_of(meta_), mc, 1);
+  if (g.bn > 0)
+    terms_.push_back({"bn", g.bn, [this, bn](const TermInput& in) { return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn); }});
+  if (g.onehot > 0)  // the reference's loss_oh: CE to the sampled classes
+    terms_.push_back({"onehot", g.onehot, [](const TermInput& in) { return torch::cross_entropy_loss(in.teacher.logits, in.y); }});
+  if (g.adversarial > 0)
+    terms_.push_back({"adversarial", -g.adversarial, [this](const TermInput& in) {
+                        if (!adversarial_on_ || !in.student) return torch::Tensor();
+                        return losses::agreeing_kl(run_logits(*in.student, in.x, "student"), in.teacher.logits);
+                      }});
+}
+
+void MetaGeneratorSynth::at_round(int64_t round, int64_t rounds) {
+  // The reference's warmup: the first 20 of 220 epochs synthesize without the adversarial term.
+  adversarial_on_ = double(round) >= g_.adv_warmup * double(rounds);
+  meta_opt_->set_total(std::max<int64_t>(1, rounds));
+  meta_opt_->step_schedule(round);
+}
+
+SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
+                                    const ProgressFn& progress) {
+  auto dev = teacher_.device();
+  auto y = balanced_targets(s_.batch, classes_, rng, dev);
+  auto z = torch::randn({s_.batch, g_.nz}, rng.device, torch::TensorOptions().device(dev)).requires_grad_(true);
+  // This batch's generator: a copy of the meta generator, adapted with z (the reference's
+  // fast_generator and its Adam over both, lr_g and lr_z).
+  auto fast = trainable_copy(meta_);
+  fast.train();
+  auto fast_params = parameters_of(fast), meta_params = parameters_of(meta_);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(fast_params, std::make_unique<torch::optim::AdamOptions>(
+                                       torch::optim::AdamOptions(g_.lr).betas({g_.betas[0], g_.betas[1]})));
+  groups.emplace_back(std::vector<torch::Tensor>{z}, std::make_unique<torch::optim::AdamOptions>(
+                                                         torch::optim::AdamOptions(s_.lr).betas({s_.betas[0], s_.betas[1]})));
+  torch::optim::Adam opt(std::move(groups), torch::optim::AdamOptions(g_.lr));
+  std::vector<torch::Tensor> meta_grad;
+  for (auto& p : meta_params) meta_grad.push_back(torch::zeros_like(p));
+  const bool student_training = student && student->is_training();
+  if (student) student->eval();
+  StepLosses last;
+  torch::Tensor best, best_loss = torch::full({}, INFINITY, torch::TensorOptions().device(dev));
+  for (int64_t it = 0; it < s_.iterations; ++it) {
+    if (cancel.load()) {
+      if (student_training) student->train();
+      fail("E_CANCELLED", "cancelled");
+    }
+    torch::Tensor x;
+    {
+      ForwardCast fc;
+      x = fc.out(fast.forward({z}).toTensor());
+    }
+    auto xin = jitter_flip(x, s_.jitter, s_.flip, rng);
+    auto t = teacher_.forward_tapped(xin);
+    StepLosses parts;
+    auto total = losses::compose(terms_, TermInput{xin, y, t, student}, xin, parts, "total");
+    finite_ = still_finite(finite_, total);
+    parts.guard(finite_, "the fast synthesis loss", "lower generator.lr or synth.lr");
+    {  // the batch of lowest loss, chosen on the device (a non-finite loss is never better)
+      torch::NoGradGuard ng;
+      if (!best.defined()) best = x.detach().clone();
+      auto better = total.detach() < best_loss;
+      best_loss = torch::where(better, total.detach(), best_loss);
+      best.copy_(torch::where(better, x.detach(), best));
+    }
+    opt.zero_grad();
+    total.backward();
+    {  // first-order MAML: the meta gradient is the sum of the adapted copy's gradients
+      torch::NoGradGuard ng;
+      for (size_t i = 0; i < fast_params.size(); ++i)
+        if (fast_params[i].grad().defined()) meta_grad[i].add_(fast_params[i].grad());
+    }
+    opt.step();
+    last = parts;
+    if (progress) progress(it + 1, s_.iterations, parts);
+  }
+  if (student_training) student->train();
+  meta_opt_->zero_grad();
+  for (size_t i = 0; i < meta_params.size(); ++i) meta_params[i].mutable_grad() = meta_grad[i];
+  meta_opt_->step();
+  return {best, y, last};
+}
+
+void MetaGeneratorSynth::save(Checkpoint& ck) {
+  if (!module_finite(meta_)) fail("E_NAN", "the meta generator's weights became NaN or infinite; lower generator.lr");
+  ck.put_module("generator", meta_);
+  torch::serialize::OutputArchive a;
+  meta_opt_->save(a);
+  ck.out().write("generator_optim", a);
+}
+
+void MetaGeneratorSynth::load(CheckpointReader& ck, torch::Device device) {
+  auto m = ck.module("generator", device);
+  copy_state(meta_, m);
+  torch::serialize::InputArchive a;
+  ck.in().read("generator_optim", a);
+  meta_opt_->load(a);
+}
+
+}  // namespace dfkd
