@@ -87,7 +87,7 @@ export const synthSchema = z.strictObject({
    * prior for natural images). Set false where a mirrored input is not a valid one (digits, text):
    * MNIST spectral, 3 seeds: 96.96% held-out with it, 97.84% without (bench/presets.json). */
   flip: z.boolean().optional(),
-  /** Memory bank capacity in images (default: every synthesized image is kept). */
+  /** Memory bank capacity in images (default: every synthesized image, up to 1 GiB of them; beyond, the oldest go first). */
   bankSize: nonNegInt.optional(),
   ce: nonNeg.optional(),
   bn: nonNeg.optional(),

@@ -9,16 +9,21 @@ import { execFileSync } from "node:child_process";
 
 const family = (name: string) => path.join(ROOT, "models", "family", `${name}.pt`);
 const MNIST_NORM = { mean: [0.1307], std: [0.3081] };
-// A run that only has to start: one adversarial iteration of tiny batches.
+// A run that only has to start: one adversarial iteration of tiny batches, or one fast round.
 const tiny = { adversarial: { epochs: 1, itersPerEpoch: 1, batchSize: 8 }, train: { batchSize: 8 } };
+const tinyFast = { synth: { rounds: 1, batchSize: 8, iterations: 1 }, train: { stepsPerRound: 1, batchSize: 8 } };
 
 describe("method auto", () => {
-  it("is the default and picks adversarial with the BN term for a teacher with BatchNorm", async () => {
-    const r = await distill({ teacher: TEACHER, outDir: tmp(), ...tiny });
-    expect(r.method).toBe("adversarial");
+  it("is the default and picks fast (a meta-learned generator, FastDFKD) for a teacher with BatchNorm", async () => {
+    const r = await distill({ teacher: TEACHER, outDir: tmp(), ...tinyFast });
+    expect(r.method).toBe("fast");
     expect(r.methodChoice?.reason).toMatch(/3 BatchNorm layers/);
     const g = r.config.generator as Record<string, number>;
-    expect([g.adversarial, g.bn, g.onehot, g.activation, g.entropy]).toEqual([1, 10, 0.5, 0, 0]);  // Fast-Datafree's weights
+    expect([g.adversarial, g.bn, g.onehot, g.activation, g.entropy]).toEqual([1.1, 10, 0.5, 0, 0]);  // Fast-Datafree's weights
+    // the adversarial method keeps its own weights for a BN teacher
+    const a = await distill({ teacher: TEACHER, method: "adversarial", outDir: tmp(), ...tiny });
+    const ga = a.config.generator as Record<string, number>;
+    expect([ga.adversarial, ga.bn, ga.onehot, ga.activation, ga.entropy]).toEqual([1, 10, 0.5, 0, 0]);
   });
 
   it("picks DAFL (the adversarial loop with DAFL's terms, no adversarial term) for a teacher without BatchNorm and no stats file", async () => {
@@ -64,7 +69,7 @@ describe("budget", () => {
     requireMnist();
     const out = tmp();
     const events: string[] = [];
-    const r = await distill({ teacher: TEACHER, budget: "10s", test: mnistVal(), outDir: out })
+    const r = await distill({ teacher: TEACHER, method: "adversarial", budget: "10s", test: mnistVal(), outDir: out })
       .on("phase", (e: { phase: string }) => events.push(e.phase));
     expect(events).toContain("calibrate");
     const b = r.budget!;
@@ -88,7 +93,7 @@ describe("budget", () => {
   it("a cancelled budgeted run resumes to the sizes it was planned with (not a new budget)", async () => {
     const out = tmp();
         // tiny batches: hundreds of iterations fit even on a loaded machine; cancelled at the first checkpoint
-    const cfg = { teacher: TEACHER, budget: "30s", outDir: out, checkpointEvery: 2, train: { batchSize: 16 }, adversarial: { batchSize: 16 } };
+    const cfg = { teacher: TEACHER, method: "adversarial", budget: "30s", outDir: out, checkpointEvery: 2, train: { batchSize: 16 }, adversarial: { batchSize: 16 } };
     let plan: Record<string, unknown> | undefined;
     const ac = new AbortController();
     const err = await rejectsWith(distill({ ...cfg, signal: ac.signal }).on("event", (e) => {
@@ -108,7 +113,7 @@ describe("budget", () => {
 
   it("a budget too small for one unit is E_BUDGET saying what does not fit", async () => {
     const e = await rejectsWith(distill({ teacher: TEACHER, budget: 0.001, outDir: tmp() }), "E_BUDGET");
-    expect(e.message).toMatch(/fits no iteration of adversarial/);
+    expect(e.message).toMatch(/fits no round of fast/);
     expect(e.message).toMatch(/raise the budget to at least/);
   });
 
@@ -118,7 +123,7 @@ describe("budget", () => {
   });
 
   it("explicit sizes are kept: no calibration, no budget in the report", async () => {
-    const r = await distill({ teacher: TEACHER, outDir: tmp(), ...tiny });
+    const r = await distill({ teacher: TEACHER, method: "adversarial", outDir: tmp(), ...tiny });
     expect(r.budget).toBeUndefined();
     expect(r.timings.calibrate).toBeUndefined();
     expect(r.studentSteps).toBe(5);
@@ -152,15 +157,15 @@ print(json.dumps([x.min().item(), x.max().item(), x.std().item()]))`));
     // MNIST's own statistics (the file's metadata): GeneratorA's standardized head
     const m = await distill({ teacher, outDir: tmp(), ...tiny });
     expect((m.config.generator as Record<string, unknown>).output).toBe("standardized");
-    // a teacher with BatchNorm: the BN term does not move the standardized head onto [-1, 1] either
-    const b = await distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], normalization: pm1, outDir: tmp(), ...tiny });
+    // a teacher with BatchNorm (auto: fast): the BN term does not move the standardized head onto [-1, 1] either
+    const b = await distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], normalization: pm1, outDir: tmp(), ...tinyFast });
     expect((b.config.generator as Record<string, unknown>).output).toBe("pixels");
     expect((b.config.generator as Record<string, unknown>).bn).toBe(10);
     // ... and with MNIST's statistics it keeps the standardized head
-    const s = await distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], normalization: { mean: [0.1307], std: [0.3081] }, outDir: tmp(), ...tiny });
+    const s = await distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], normalization: { mean: [0.1307], std: [0.3081] }, outDir: tmp(), ...tinyFast });
     expect((s.config.generator as Record<string, unknown>).output).toBe("standardized");
     // pixels need a normalization
-    const e = await rejectsWith(distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], outDir: tmp(), ...tiny,
+    const e = await rejectsWith(distill({ teacher: family("resnet8_bn"), inputShape: [1, 28, 28], outDir: tmp(), ...tinyFast,
       generator: { output: "pixels" } }), "E_CONFIG");
     expect(e.message).toMatch(/normalization/);
   });
@@ -168,7 +173,7 @@ print(json.dumps([x.min().item(), x.max().item(), x.std().item()]))`));
   it("dfkd distill takes --input-shape and --budget, and labels the samples", () => {
     const out = tmp();
     execFileSync(process.execPath, [CLI, "distill", family("resnet8_bn"), "--input-shape", "1,28,28", "--mean", "0.1307", "--std", "0.3081",
-      "--epochs", "1", "--iters-per-epoch", "1", "--batch-size", "8", "-o", out, "-q"], { encoding: "utf8" });
+      "--method", "adversarial", "--epochs", "1", "--iters-per-epoch", "1", "--batch-size", "8", "-o", out, "-q"], { encoding: "utf8" });
     const rep = JSON.parse(readFileSync(path.join(out, "report.json"), "utf8"));
     expect(rep.inputShape).toEqual([1, 28, 28]);
     expect(rep.config.normalization).toEqual(MNIST_NORM);
@@ -181,7 +186,7 @@ print(json.dumps([x.min().item(), x.max().item(), x.std().item()]))`));
   it.skipIf(SKIP_MNIST)("a test set's normalization stands for the teacher's when the file has none", async () => {
     requireMnist();
     const out = tmp();
-    const r = await distill({ teacher: family("resnet8_bn"), test: { ...mnistVal(), end: 7064, ...MNIST_NORM }, outDir: out, ...tiny });
+    const r = await distill({ teacher: family("resnet8_bn"), test: { ...mnistVal(), end: 7064, ...MNIST_NORM }, outDir: out, ...tinyFast });
     expect(r.inputShape).toEqual([1, 28, 28]);  // from the test set
     const meta = (await info(path.join(out, "student.pt"))).meta;
     expect([meta.mean, meta.std]).toEqual([MNIST_NORM.mean, MNIST_NORM.std]);

@@ -18,8 +18,8 @@ struct Run;
 struct MethodInfo;
 
 // method "auto" (or none): training data -> classical; a stats file -> spectral; a teacher with
-// BatchNorm -> adversarial with the BN term; neither -> the adversarial loop with DAFL's terms in
-// place of the adversarial one (DAFL).
+// BatchNorm -> fast (a meta-learned generator against the BN statistics); neither -> the
+// adversarial loop with DAFL's terms in place of the adversarial one (DAFL).
 // Returns (method, why). Loads the teacher to count its BatchNorm layers.
 std::pair<std::string, std::string> choose_method(const Json& config);
 

@@ -11,6 +11,17 @@ namespace dfkd {
 
 namespace {
 
+// The bank keeps every image of the run (synth.bankSize unless given), up to kBankBytes of images;
+// beyond that it is a ring, the oldest go first. It lives on the device, and a few minutes of
+// fast on a GPU synthesize millions of small images (Fast-Datafree keeps its pool on disk).
+constexpr int64_t kBankBytes = int64_t(1) << 30;
+int64_t bank_capacity(const Run& r, int64_t images) {
+  if (r.cfg.has("synth.bankSize")) return r.cfg.recipe.synth.bank_size;
+  int64_t bytes = 4;  // float32
+  for (auto d : r.shape) bytes *= d;
+  return std::min<int64_t>(images, std::max<int64_t>(1, kBankBytes / bytes));
+}
+
 class Inversion : public Method {
  public:
   explicit Inversion(const MethodInfo& info) : info_(info) {}
@@ -24,7 +35,7 @@ class Inversion : public Method {
     if (rounds_ < 1 || per_round_ < 0) fail("E_CONFIG", "synth.rounds must be >= 1 and train.stepsPerRound >= 0");
     r.steps = rounds_ * per_round_;
     r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.recipe.train, std::max<int64_t>(1, r.steps));
-    bank_ = std::make_unique<Bank>(sc.bank_size);
+    bank_ = std::make_unique<Bank>(bank_capacity(r, sc.bank_size));
   }
 
   void restore(Run& r, CheckpointReader& ck, const Json& st) override {
@@ -58,7 +69,7 @@ class Inversion : public Method {
     rounds_ = units;
     r.steps = rounds_ * per_round_;
     r.opt->set_total(std::max<int64_t>(1, r.steps));
-    if (!r.cfg.has("synth.bankSize")) bank_->grow(rounds_ * synth_->config().batch);
+    if (!r.cfg.has("synth.bankSize")) bank_->grow(bank_capacity(r, rounds_ * synth_->config().batch));
     return Json(Json::Object{{"synth.rounds", rounds_}});
   }
 
