@@ -49,14 +49,6 @@ StudentGraph::StudentGraph(Teacher& teacher, torch::jit::Module& student, Loss k
     : impl_(new Impl{teacher, student, kind, T, ce_weight}) {}
 StudentGraph::~StudentGraph() = default;
 
-bool StudentGraph::captured() const {
-#ifdef DFKD_CUDA
-  return impl_->graph != nullptr;
-#else
-  return false;
-#endif
-}
-
 StepLosses StudentGraph::step(Optim& opt, const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
   Impl& m = *impl_;
   ++m.calls;

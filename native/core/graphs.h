@@ -24,7 +24,6 @@ class StudentGraph {
   StudentGraph(const StudentGraph&) = delete;
   // dfkd::student_step's contract (the same values up to float rounding).
   StepLosses step(Optim& opt, const torch::Tensor& x, const torch::Tensor& y, int64_t step);
-  bool captured() const;
 
  private:
   struct Impl;
