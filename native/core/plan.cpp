@@ -25,8 +25,9 @@ std::pair<std::string, std::string> choose_method(const Json& j) {
   const size_t bn = t.bn_taps().size();
   // BatchNorm: fast (FastDFKD's meta-learned generator, BN statistics term). Family benchmark, tune
   // teachers with BatchNorm (lenet5_bn / resnet8_bn / cnn_bn_raw), validation rows, seed 0: at 5
-  // minutes 98.60 / 95.53 / 98.67% against adversarial + BN term 97.20 / 94.40% / see below; at 2
-  // minutes 97.93 / 90.47 / 97.20% against 96.87 / 92.04 / 95.80% (bench/results/family.val.json).
+  // minutes 98.60 / 95.53 / 98.67% against adversarial + BN term 97.20 / 94.40 / 97.07%; at 2
+  // minutes 97.93 / 90.47 / 97.20% against 96.87 / 92.04 / 94.10% (adversarial: means of seeds 0/1;
+  // bench/results/family.val.json).
   // Earlier: adversarial + BN term 96.4% where the deepinversion recipe gave 79.6% (issue 20).
   if (bn > 0)
     return {"fast", "the teacher has " + std::to_string(bn) +

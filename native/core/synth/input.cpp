@@ -65,6 +65,17 @@ torch::Tensor balanced_targets(int64_t batch, int64_t classes, Rng& rng, torch::
   return y.index_select(0, torch::randperm(batch, rng.device, lopts));
 }
 
+void BestBatch::offer(const torch::Tensor& loss, const torch::Tensor& x) {
+  torch::NoGradGuard ng;
+  if (!x_.defined()) {
+    x_ = x.detach().clone();
+    loss_ = torch::full({}, INFINITY, loss.options());
+  }
+  auto better = loss.detach() < loss_;
+  loss_ = torch::where(better, loss.detach(), loss_);
+  x_.copy_(torch::where(better, x.detach(), x_));
+}
+
 torch::Tensor jitter_flip(const torch::Tensor& x, int64_t jitter, bool flip, Rng& rng) {
   torch::Tensor out = x;
   // Host RNG draws, read from host memory (no scalar read of a tensor: no sync to count).
@@ -96,9 +107,8 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
   bool student_training = student && student->is_training();
   if (student) student->eval();
   StepLosses last;
-  // The best batch so far, as DeepInversion keeps it, chosen on the device (no host read per
-  // iteration): a non-finite loss is never better.
-  torch::Tensor best = x.detach().clone(), best_loss = torch::full({}, INFINITY, x.options()), finite;
+  BestBatch best;
+  torch::Tensor finite;
   for (int64_t it = 0; it < cfg_.iterations; ++it) {
     if (cancel.load()) {
       if (student_training) student->train();
@@ -115,12 +125,7 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
     auto [total, parts] = loss(xin, y, student);
     finite = still_finite(finite, total);
     parts.guard(finite, "the synthesis loss", "lower the synthesis lr or the loss weights");
-    {
-      torch::NoGradGuard ng;
-      auto better = total.detach() < best_loss;
-      best_loss = torch::where(better, total.detach(), best_loss);
-      best.copy_(torch::where(better, x.detach(), best));
-    }
+    best.offer(total, x);
     total.backward();
     opt.step();
     if (cfg_.clip > 0) { torch::NoGradGuard ng; x.clamp_(-cfg_.clip, cfg_.clip); }
@@ -128,7 +133,7 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
     if (progress) progress(it + 1, cfg_.iterations, parts);
   }
   if (student_training) student->train();
-  return {cfg_.iterations > 0 ? best : x.detach(), y, last};
+  return {cfg_.iterations > 0 ? best.x() : x.detach(), y, last};
 }
 
 }  // namespace dfkd

@@ -2,8 +2,6 @@
 // et al., "Up to 100x Faster Data-free Knowledge Distillation", AAAI 2022; the reference is
 // zju-vipa/Fast-Datafree datafree/synthesis/fast_meta.py). Its defaults are the fast recipe's
 // (methods/fast.cpp).
-#include <cmath>
-
 #include "core/synth/synth.h"
 #include "core/train.h"
 
@@ -68,7 +66,7 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
   const bool student_training = student && student->is_training();
   if (student) student->eval();
   StepLosses last;
-  torch::Tensor best, best_loss = torch::full({}, INFINITY, torch::TensorOptions().device(dev));
+  BestBatch best;
   for (int64_t it = 0; it < s_.iterations; ++it) {
     if (cancel.load()) {
       if (student_training) student->train();
@@ -85,13 +83,7 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
     auto total = losses::compose(terms_, TermInput{xin, y, t, student}, xin, parts, "total");
     finite_ = still_finite(finite_, total);
     parts.guard(finite_, "the fast synthesis loss", "lower generator.lr or synth.lr");
-    {  // the batch of lowest loss, chosen on the device (a non-finite loss is never better)
-      torch::NoGradGuard ng;
-      if (!best.defined()) best = x.detach().clone();
-      auto better = total.detach() < best_loss;
-      best_loss = torch::where(better, total.detach(), best_loss);
-      best.copy_(torch::where(better, x.detach(), best));
-    }
+    best.offer(total, x);
     opt.zero_grad();
     total.backward();
     {  // first-order MAML: the meta gradient is the sum of the adapted copy's gradients
@@ -107,7 +99,7 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
   meta_opt_->zero_grad();
   for (size_t i = 0; i < meta_params.size(); ++i) meta_params[i].mutable_grad() = meta_grad[i];
   meta_opt_->step();
-  return {best, y, last};
+  return {best.x(), y, last};
 }
 
 void MetaGeneratorSynth::save(Checkpoint& ck) {

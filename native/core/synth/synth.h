@@ -63,6 +63,16 @@ torch::Tensor balanced_targets(int64_t batch, int64_t classes, Rng& rng, torch::
 // random horizontal flip, drawn from the host RNG (read from host memory: no device sync).
 torch::Tensor jitter_flip(const torch::Tensor& x, int64_t jitter, bool flip, Rng& rng);
 
+// The batch of lowest loss so far, as DeepInversion keeps it, chosen on the device (no host read
+// per iteration); a non-finite loss is never better.
+class BestBatch {
+ public:
+  void offer(const torch::Tensor& loss, const torch::Tensor& x);  // the first offer is taken
+  const torch::Tensor& x() const { return x_; }
+ private:
+  torch::Tensor x_, loss_;
+};
+
 class InputSynthesizer : public BatchSynth {
  public:
   // The terms are those of `c` with a positive weight: ce, bn, feature, spectral, tvL1, tvL2, l2, adi.
