@@ -2,7 +2,9 @@
 // dfkd command line: distill, eval, info, stats, zoo.
 import { Command, CommanderError, Option } from "commander";
 import cliProgress from "cli-progress";
+import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { DfkdError, defaults, distill, evaluate, info, stats, zoo, type DistillConfig, type DatasetSpec, type Job, type JobEvent } from "./index.js";
 import { mainJob, mnistSplit, hasMnist, mnistDir } from "./presets.js";
 
@@ -46,6 +48,53 @@ function fail(e: unknown, json: boolean): never {
   if (json) process.stdout.write(JSON.stringify({ type: "error", code: err.code, message: err.message, checkpoint: err.checkpoint }) + "\n");
   else process.stderr.write(`dfkd: error ${err.code}: ${err.message}\n`);
   process.exit(err.code === "E_CANCELLED" ? EXIT.cancelled : err.code === "E_CONFIG" ? EXIT.usage : EXIT.error);
+}
+
+/** A free TCP port on 127.0.0.1 (the rendezvous of --nproc's local ranks). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * `dfkd distill --nproc N`: this same command as N local processes with torchrun's variables
+ * (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR 127.0.0.1, a free MASTER_PORT). Rank 0's output is
+ * the command's; the other ranks' stderr is shown with a "[rank r]" prefix. A rank that fails
+ * ends the others with E_DISTRIBUTED within the distributed timeout (they notice at their next
+ * collective); the exit status is rank 0's, else the first failure's. Ctrl-C reaches every rank
+ * (same process group): they stop together at the next unit and write their checkpoints.
+ */
+async function launchRanks(n: number): Promise<never> {
+  const port = await freePort();
+  const args: string[] = [];
+  for (let i = 2; i < process.argv.length; i++) {
+    const a = process.argv[i];
+    if (a === "--nproc") i++;
+    else if (!a.startsWith("--nproc=")) args.push(a);
+  }
+  const children: ChildProcess[] = [];
+  const codes: (number | null)[] = new Array(n).fill(null);
+  process.on("SIGINT", () => { /* the ranks get it too and stop themselves */ });
+  await Promise.all(Array.from({ length: n }, (_, rank) => new Promise<void>((resolve) => {
+    const env = { ...process.env, RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port) };
+    const child = spawn(process.execPath, [process.argv[1], ...args], { env, stdio: rank === 0 ? "inherit" : ["ignore", "ignore", "pipe"] });
+    children.push(child);
+    child.stderr?.on("data", (d: Buffer) => {
+      for (const line of d.toString().split("\n").filter(Boolean)) process.stderr.write(`[rank ${rank}] ${line}\n`);
+    });
+    child.on("exit", (code, signal) => {
+      codes[rank] = code ?? (signal ? 128 : 1);
+      resolve();
+    });
+  })));
+  const code = codes[0] || codes.find((c) => c) || 0;
+  process.exit(code);
 }
 
 const pct = (x?: number) => (x === undefined ? "n/a" : `${(100 * x).toFixed(2)}%`);
@@ -128,8 +177,12 @@ program.command("distill").description("distill a teacher into a smaller student
   .option("-o, --out <dir>", "output folder (student.pt, report.json, samples, checkpoint)")
   .option("--resume <checkpoint>", "continue a cancelled run from its checkpoint")
   .option("--json", "print events and the report as JSON lines on stdout").option("-q, --quiet", "no progress output")
+  .option("--nproc <n>", "data-parallel: run as n local processes (c10d Gloo on 127.0.0.1; set --threads so n x threads <= cores)", int)
+  .option("--dist-timeout <s>", "data-parallel: seconds a rank waits for the others before E_DISTRIBUTED (default 300)", num)
   .action(async (teacher: string | undefined, o) => {
     try {
+      if (o.nproc !== undefined && (o.nproc < 1 || !Number.isInteger(o.nproc))) throw new DfkdError("E_CONFIG", "--nproc must be a positive integer");
+      if (o.nproc > 1 && !process.env.WORLD_SIZE) await launchRanks(o.nproc);
       let cfg: DistillConfig = o.default ? mainJob() : ({} as DistillConfig);
       if (o.config) cfg = { ...cfg, ...JSON.parse(readFileSync(o.config, "utf8")) };
       if (teacher) cfg.teacher = teacher;
@@ -148,6 +201,7 @@ program.command("distill").description("distill a teacher into a smaller student
       if (o.mean && o.std) cfg.normalization = { mean: o.mean, std: o.std };
       for (const [flag, key] of [["budget", "budget"], ["inputShape", "inputShape"], ["prior", "prior"], ["stats", "stats"], ["layers", "layers"], ["device", "device"], ["threads", "threads"], ["seed", "seed"], ["precision", "precision"], ["channelsLast", "channelsLast"], ["evalEvery", "evalEvery"], ["checkpointEvery", "checkpointEvery"], ["out", "outDir"], ["resume", "resume"]] as const)
         if (o[flag] !== undefined) (cfg as Record<string, unknown>)[key] = o[flag];
+      if (o.distTimeout !== undefined) cfg.distributed = { ...cfg.distributed, timeout: o.distTimeout };
       const train = { ...cfg.train }, synth = { ...cfg.synth }, adv = { ...cfg.adversarial };
       if (o.steps !== undefined) train.steps = o.steps;
       if (o.stepsPerRound !== undefined) train.stepsPerRound = o.stepsPerRound;
@@ -162,7 +216,9 @@ program.command("distill").description("distill a teacher into a smaller student
       Object.assign(cfg, { train, synth, adversarial: adv });
       const report = await follow(distill(cfg), !!o.json, !!o.quiet);
       if (o.json) process.stdout.write(JSON.stringify({ type: "report", ...report }) + "\n");
-      else {
+      else if (report.distributed && report.distributed.rank > 0) {
+        process.stdout.write(`rank ${report.distributed.rank} of ${report.distributed.world}: done (rank 0 writes the student and the report)\n`);
+      } else {
         const ev = report.evaluation;
         process.stdout.write(
           (report.methodChoice ? `\nmethod auto -> ${report.method}: ${report.methodChoice.reason}` : "") +

@@ -122,7 +122,8 @@ export const generatorSchema = z.strictObject({
   onehot: nonNeg.optional(),
   activation: nonNeg.optional(),
   entropy: nonNeg.optional(),
-  /** BN statistics term on generated batches. */
+  /** Statistics term on generated batches: the teacher's BatchNorm statistics (fast: a `stats`
+   * file's per-layer means and stds when one is given). */
   bn: nonNeg.optional(),
   /**
    * The generator's last layer: "pixels" (sigmoid to [0, 1], then the teacher's normalization),
@@ -150,8 +151,8 @@ export const distillSchema = z.strictObject({
   /** A built-in model name (see zoo()) or a TorchScript file. Default: lenet5_half. */
   student: z.string().min(1).optional(),
   /** A method of the registry (native/core/methods), or "auto" (the default): classical when
-   * `data` is given, spectral with a `stats` file, else adversarial (with the BatchNorm term for
-   * a teacher with BatchNorm, DAFL's terms without). The report says which and why. */
+   * `data` is given, spectral with a `stats` file, fast for a teacher with BatchNorm, else
+   * adversarial with DAFL's terms. The report says which and why. */
   method: z.custom<Method>((v) => typeof v === "string" && v.length > 0, { message: "expected a method name" }).optional(),
   device: z.string().regex(/^(cpu|cuda|auto|cuda:\d+)$/, "device must be cpu, cuda, cuda:N or auto").optional(),
   seed: nonNegInt.optional(),
@@ -163,10 +164,18 @@ export const distillSchema = z.strictObject({
   /** 4-D weights and inputs in channels-last (NHWC) memory order: the fast path of cuDNN's and
    * oneDNN's convolutions. Same values, same student. Default false. */
   channelsLast: z.boolean().optional(),
-  /** CUDA devices: the student step (teacher and student forwards, loss, backward) captured as a
-   * CUDA graph after 3 eager steps and replayed, the optimizer step eager. Ignored (with a log
-   * line) elsewhere. Default false: not yet measured on a GPU. */
+  /** CUDA devices: the student step (teacher and student forwards, loss, backward) and the
+   * input-synthesis step (teacher forward, loss, backward into the batch; not with the ADI term)
+   * captured as CUDA graphs after 3 eager steps and replayed, the optimizer steps eager. Ignored
+   * (with a log line) elsewhere. Default false: not yet measured on a GPU. */
   cudaGraphs: z.boolean().optional(),
+  /** Data-parallel runs. The ranks come from torchrun's environment variables (RANK, WORLD_SIZE,
+   * LOCAL_RANK, MASTER_ADDR, MASTER_PORT; `dfkd distill --nproc N` sets them for N local
+   * processes): with WORLD_SIZE > 1 each process trains on its share of every batch over c10d's
+   * Gloo group (CPU). classical and the input-synthesis methods; rank 0 writes the outputs.
+   * `timeout`: seconds a rank waits for the others (rendezvous, each collective) before
+   * E_DISTRIBUTED; default 300. */
+  distributed: z.strictObject({ timeout: positive.optional() }).optional(),
   /** Teacher input [C, H, W]; default: the teacher file's dfkd metadata, or the data's shape. */
   inputShape: z.array(positiveInt).length(3).optional(),
   /** Wall-clock budget of the whole run: seconds, or "90s", "10m", "2h", "1h30m". The run measures
@@ -184,7 +193,7 @@ export const distillSchema = z.strictObject({
   data: datasetSchema.optional(),
   /** Labeled test set: accuracy of teacher and student and their agreement go in the report. */
   test: datasetSchema.optional(),
-  /** A `dfkd stats` file (statistical, spectral). */
+  /** A `dfkd stats` file (statistical, spectral, fast). */
   stats: z.string().min(1).optional(),
   /** Extra teacher submodules to tap (paths like "layer1.0"). */
   layers: z.array(z.string().min(1)).optional(),

@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   "E_CANCELLED",
   "E_BUDGET",
   "E_CHECKPOINT",
+  "E_DISTRIBUTED",
   "E_DEVICE",
   "E_IO",
   "E_ADDON",

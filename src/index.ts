@@ -76,6 +76,10 @@ export interface DistillReport {
    * checkpoint, and one at the end; a step that is not reported waits for nothing), the progress events, the
    * evaluations, and — with DFKD_COUNT_SYNCS=1 in the environment — every other scalar read. */
   hostSyncs: { reads: number; progressEvents: number; evals: number; items?: number };
+  /** A data-parallel run (config `distributed`, WORLD_SIZE > 1): this process's rank and the
+   * group. Only rank 0's report is written (and its student); `config.train.batchSize` is the
+   * global batch, each rank steps on `studentBatchPerRank` of it. */
+  distributed?: { rank: number; world: number; backend: "gloo"; studentBatchPerRank: number; timeout: number };
   losses: { student: Record<string, number>; synthesis: Record<string, number> };
   /** Where this report was written. */
   report: string;

@@ -27,8 +27,8 @@ export function mnistSplit(dir = mnistDir()) {
 }
 
 /**
- * The main job: the bundled teacher, method "auto" (adversarial with the BatchNorm term for this
- * BN teacher: plan.cpp choose_method), a 1-minute budget on this machine. No recipe knob: what a
+ * The main job: the bundled teacher, method "auto" (fast for this BN teacher: plan.cpp
+ * choose_method), a 1-minute budget on this machine. No recipe knob: what a
  * user gets with a teacher and a budget.
  */
 export function mainJob(): DistillConfig {

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { distill } from "../src/index.js";
-import { fx, SKIP_MNIST, requireMnist, mnistVal, rejectsWith, TEACHER, tmp, weights } from "./helpers.js";
+import { distill, stats } from "../src/index.js";
+import { blobs, fx, SKIP_MNIST, requireMnist, mnistVal, rejectsWith, TEACHER, tmp, weights } from "./helpers.js";
 
 describe("fast (a meta-learned generator, FastDFKD)", () => {
   it.skipIf(SKIP_MNIST)("a LeNet-5-half trained on fast's samples of the MNIST teacher reaches >= 90% on the validation rows", async () => {
@@ -31,10 +31,27 @@ describe("fast (a meta-learned generator, FastDFKD)", () => {
     expect(trained.losses.synthesis.bn).toBeLessThan(initial.losses.synthesis.bn * 0.8);
   });
 
-  it("needs a teacher with BatchNorm, and says what to use instead", async () => {
+  it("needs a teacher with BatchNorm or a stats file, and says what to use instead", async () => {
     const e = await rejectsWith(distill({ teacher: fx("tiny_nobn.pt"), student: "resnet8", method: "fast", outDir: tmp(),
       synth: { rounds: 1, batchSize: 4 } }), "E_NO_BN");
-    expect(e.message).toMatch(/adversarial.*spectral/);
+    expect(e.message).toMatch(/stats.*adversarial/);
+  });
+
+  it("a teacher without BatchNorm and a stats file: the meta generator learns the file's statistics", async () => {
+    // The statistics term matches the file's per-channel means and stds of conv1 and conv2 (the
+    // "feature" loss) instead of BN statistics; as above, one iteration a batch shows the meta
+    // generator's own samples.
+    const dir = tmp();
+    const file = path.join(dir, "stats.safetensors");
+    await stats({ teacher: fx("tiny_nobn.pt"), data: blobs.train, layers: ["conv1", "conv2"], output: file });
+    const run = (rounds: number) => distill({ teacher: fx("tiny_nobn.pt"), stats: file, student: "resnet8", method: "fast", seed: 1,
+      threads: 1, outDir: tmp(), synth: { rounds, batchSize: 32, iterations: 1 }, train: { stepsPerRound: 1, batchSize: 16 },
+      output: { samples: false } });
+    const initial = await run(1), trained = await run(20);
+    expect(trained.losses.synthesis.bn).toBeUndefined();
+    console.log(`meta generator feature loss: ${initial.losses.synthesis.feature} -> ${trained.losses.synthesis.feature}`);
+    expect(initial.losses.synthesis.feature).toBeGreaterThan(0);
+    expect(trained.losses.synthesis.feature).toBeLessThan(initial.losses.synthesis.feature * 0.8);
   });
 
   it("cancelled during synthesis, resume gives the same student as an uncancelled run", async () => {

@@ -15,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "core/common.h"
+#include "core/dist.h"
 #include "core/graphs.h"
 #include "core/job.h"
 #include "core/zoo.h"
@@ -214,6 +215,7 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
   o.Set("cuda", torch::cuda::is_available());
   o.Set("cudaDevices", double(torch::cuda::device_count()));
   o.Set("cudaGraphs", dfkd::StudentGraph::compiled());
+  o.Set("distributed", dfkd::Dist::compiled());
   o.Set("threads", double(at::get_num_threads()));
   auto cs = dfkd::cpu_cache_stats();
   auto c = Napi::Object::New(info.Env());

@@ -232,6 +232,12 @@ DistillConfig parse_distill(const Json& j) {
   visit_top(r, c);
   if (c.precision != "fp32" && c.precision != "bf16") fail("E_CONFIG", "precision must be 'fp32' or 'bf16'");
   if (const Json* b = r.take("budget"); b && !b->is_null()) c.budget = parse_budget(*b);
+  if (const Json* d = r.take("distributed"); d && !d->is_null()) {
+    Reader dr(*d, "distributed");
+    dr.field("timeout", c.dist_timeout);
+    dr.finish();
+    if (!(c.dist_timeout > 0)) fail("E_CONFIG", "distributed.timeout must be a positive number of seconds");
+  }
   if (const Json* n = r.take("normalization"); n && !n->is_null()) {
     Reader nr(*n, "normalization");
     nr.fields("mean", c.mean, "std", c.std);

@@ -115,7 +115,7 @@ struct DistillConfig {
   // losses and weights in float32; for GPUs with bf16 tensor cores and recent CPUs).
   std::string precision = "fp32";
   bool channels_last = false;  // NHWC memory order for 4-D weights and inputs (cuDNN/oneDNN fast path)
-  bool cuda_graphs = false;    // the student step as a CUDA graph (graphs.h; CUDA devices only)
+  bool cuda_graphs = false;    // student and synthesis steps as CUDA graphs (graphs.h; CUDA devices only)
   uint64_t seed = 0;
   int64_t threads = 0;  // 0: leave libtorch's setting
   std::vector<int64_t> input_shape;
@@ -127,6 +127,9 @@ struct DistillConfig {
   std::string resume;
   std::string version;  // the façade's package version, for the report
   double budget = 0;     // seconds; 0: none given (kDefaultBudgetSeconds when no size is given)
+  // Data-parallel runs (dist.h; the ranks from torchrun's environment variables): how long a rank
+  // waits for the others at the rendezvous and at each collective before E_DISTRIBUTED.
+  double dist_timeout = 300;
   Prior prior = Prior::automatic;
   std::vector<double> mean, std;  // the teacher's input normalization; empty: metadata, then datasets
   // Which sizes the user gave (keys "synth.rounds", "adversarial.epochs", ...): a budget never overrides them.

@@ -1,6 +1,7 @@
 #include "core/driver.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 #include "core/io/files.h"
@@ -80,7 +81,7 @@ void Run::report(const std::string& phase, int64_t step, int64_t total, const St
 
 void Run::maybe_eval(int64_t step) {
   const int64_t every = cfg.eval_every;
-  if (every <= 0 || !test.size() || (step % every != 0 && step != steps)) return;
+  if (every <= 0 || !test.size() || !lead() || (step % every != 0 && step != steps)) return;
   // The student's accuracy against the job's wall-clock time (loading and calibration counted,
   // these evaluations not): the time-to-accuracy curve (bench/family.mjs --eval-every).
   const double elapsed = secs_since(started) - eval_seconds;
@@ -239,14 +240,13 @@ class Deadline {
   void start(Method& m) { t0_ = Clock::now(), u0_ = m.unit(); }
   void check(Method& m) {
     if (!active_ || m.done()) return;
-    const int64_t done = m.unit() - u0_;
-    if (done < 2 && secs_since(t0_) < 5) return;  // too little measured yet
-    const double pace = secs_since(t0_) / std::max<int64_t>(1, done);
-    const double reserve = r_.budget.get("calibration").num("evaluate", 0) + 1.0;
-    const double left = r_.budget.num("seconds", 0) - secs_since(r_.started) - reserve;
-    const int64_t want = std::max<int64_t>(m.unit() + 1, m.unit() + int64_t(std::floor(left / pace)));
-    const double miss = std::abs(double(want - m.total())) * pace;
-    if (miss < 0.03 * r_.budget.num("seconds", 0)) return;
+    int64_t want = decide(m);
+    if (r_.dist) {  // rank 0's pace decides for every rank (they must run the same units)
+      auto t = torch::tensor({want});
+      r_.dist->broadcast_({t}, 0, "the budget's re-sizing");
+      want = t.item<int64_t>();
+    }
+    if (want < 0) return;
     Json changed = m.resize(r_, want);
     Json plan = r_.budget.get("plan");
     for (auto& [k, v] : changed.as_object()) plan[k] = v;
@@ -256,6 +256,17 @@ class Deadline {
   }
 
  private:
+  // The units the run should have to end on time, or -1 to keep its sizes.
+  int64_t decide(Method& m) const {
+    const int64_t done = m.unit() - u0_;
+    if (done < 2 && secs_since(t0_) < 5) return -1;  // too little measured yet
+    const double pace = secs_since(t0_) / std::max<int64_t>(1, done);
+    const double reserve = r_.budget.get("calibration").num("evaluate", 0) + 1.0;
+    const double left = r_.budget.num("seconds", 0) - secs_since(r_.started) - reserve;
+    const int64_t want = std::max<int64_t>(m.unit() + 1, m.unit() + int64_t(std::floor(left / pace)));
+    const double miss = std::abs(double(want - m.total())) * pace;
+    return miss < 0.03 * r_.budget.num("seconds", 0) ? -1 : want;
+  }
   Run& r_;
   bool active_;
   Clock::time_point t0_;
@@ -270,9 +281,11 @@ void drive(Run& r, Method& m) {
     m.begin(r);
     deadline.start(m);
     while (!m.done()) {
+      if (r.agree_cancel) r.agree_cancel();
       m.advance(r);
       deadline.check(m);
-      if (every > 0 && m.unit() % every == 0 && !m.done()) r.save_checkpoint(m, nullptr, /*defer=*/true);
+      // (data-parallel: written at once, so that every rank's file is of the same unit)
+      if (every > 0 && m.unit() % every == 0 && !m.done()) r.save_checkpoint(m, nullptr, /*defer=*/!r.dist);
     }
     r.last_student.read();  // the run's last losses: E_NAN here if one since the last read was not finite
     r.commit_pending();
@@ -301,6 +314,56 @@ void drive(Run& r, Method& m) {
     throw;
   }
   m.finish(r);
+}
+
+// ---- data parallelism (dist.h) -----------------------------------------------------------------
+
+// Which methods run data-parallel: classical and the input-synthesis methods (their synthesis
+// shares a batch, their student steps sum gradients). fast's per-batch generator copies and the
+// adversarial generator would need their own gradient sums: not yet.
+bool data_parallel(const MethodInfo& info) {
+  return (!info.prepare && !info.generator_loop) || (info.prepare && info.synth == input_synth);
+}
+
+// rank 0's JSON on every rank (the budget's plan).
+Json broadcast_json(Dist& d, const Json& j) {
+  const std::string text = d.rank() == 0 ? j.dump() : std::string();
+  auto n = torch::tensor({int64_t(text.size())});
+  d.broadcast_({n}, 0, "the run's plan");
+  auto buf = torch::zeros({n.item<int64_t>()}, torch::kUInt8);
+  if (d.rank() == 0) std::memcpy(buf.data_ptr(), text.data(), text.size());
+  d.broadcast_({buf}, 0, "the run's plan");
+  return d.rank() == 0 ? j : Json::parse(std::string(static_cast<const char*>(buf.data_ptr()), size_t(buf.numel())));
+}
+
+// This rank's rows of a dataset: an equal contiguous share (the last ranks may have one fewer).
+Dataset shard(const Dataset& ds, int rank, int world) {
+  const int64_t n = ds.size(), lo = n * rank / world, hi = n * (rank + 1) / world;
+  Dataset out;
+  out.x = ds.x.slice(0, lo, hi);
+  if (ds.y.defined()) out.y = ds.y.slice(0, lo, hi);
+  return out;
+}
+
+void join(Run& r, const DistSpec& spec) {
+  if (r.device.is_cuda())
+    fail("E_CONFIG", "data-parallel runs use c10d's Gloo group on the CPU for now (NCCL on CUDA is not built yet): "
+                     "set device 'cpu' or run one process");
+  r.dist = std::make_unique<Dist>(spec);
+  r.log("data-parallel: rank " + std::to_string(spec.rank) + " of " + std::to_string(spec.world) + " (c10d Gloo, " +
+        spec.addr + ":" + std::to_string(spec.port) + ")");
+  if (r.train.size()) {
+    if (r.train.size() < spec.world) fail("E_CONFIG", "fewer training rows than ranks");
+    r.train = shard(r.train, spec.rank, spec.world);
+  }
+  // The same starting weights everywhere (the same seed gives them; rank 0's are the ones).
+  std::vector<torch::Tensor> state;
+  for (auto p : r.student.parameters()) state.push_back(p.detach());
+  for (auto b : r.student.buffers()) state.push_back(b.detach());
+  {
+    torch::NoGradGuard ng;
+    r.dist->broadcast_(state, 0, "the student's initial weights");
+  }
 }
 
 std::string iso_now() {
@@ -354,6 +417,12 @@ Json report_of(Run& r) {
       auto dot = k.find('.');
       if (cfg.has(k.substr(0, dot))) cfg[k.substr(0, dot)][k.substr(dot + 1)] = v;
     }
+  if (r.dist) {  // (the config holds this rank's share of the student batch: the global one is the user's)
+    cfg["train"]["batchSize"] = r.cfg.recipe.train.batch * r.dist->world();
+    report["distributed"] = Json(Json::Object{{"rank", r.dist->rank()}, {"world", r.dist->world()}, {"backend", "gloo"},
+                                              {"studentBatchPerRank", r.cfg.recipe.train.batch},
+                                              {"timeout", r.cfg.dist_timeout}});
+  }
   report["config"] = cfg;
   if (!r.cfg.version.empty()) report["dfkd"] = r.cfg.version;
   if (*kGitCommit) report["commit"] = kGitCommit;
@@ -379,9 +448,35 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   DistillConfig cfg = parse_distill(j);
   cfg.method_reason = reason;
   const MethodInfo& info = method_info(cfg.method);
-  Run r(cfg, emit, cancel);
+  // Data parallelism: the ranks from torchrun's variables (dist.h). Rank 0 speaks for the run;
+  // every rank keeps its own checkpoint (rank r > 0: <checkpoint>.rank<r>, resumed likewise).
+  const DistSpec spec = dist_from_env(cfg.dist_timeout);
+  const bool parallel = spec.world > 1;
+  if (parallel && !data_parallel(info))
+    fail("E_CONFIG", "method '" + cfg.method + "'" + (reason.empty() ? "" : " (auto's choice)") +
+                         " runs on one process for now; data-parallel runs (WORLD_SIZE " + std::to_string(spec.world) +
+                         ") take method classical, deepinversion, statistical, spectral or noise");
+  if (parallel && spec.rank > 0) {
+    const std::string tag = ".rank" + std::to_string(spec.rank);
+    cfg.output.checkpoint += tag;
+    // (a rank without a file of its own, e.g. when the run was on fewer processes, takes rank 0's)
+    if (!cfg.resume.empty() && file_exists(cfg.resume + tag)) cfg.resume += tag;
+    cfg.output.samples = false;
+  }
+  EmitFn lead_only = [&emit, lead = spec.rank == 0](const Json& e) { if (lead) emit(e); };
+  std::atomic<bool> agreed{false};  // a data-parallel run's cancel: set on every rank at the same unit
+  Run r(cfg, parallel ? lead_only : emit, parallel ? agreed : cancel);
   r.started = t_start;
   setup(r);
+  if (parallel) {
+    join(r, spec);
+    r.agree_cancel = [&r, &cancel, &agreed] {
+      auto f = torch::tensor({cancel.load() ? 1.0f : 0.0f});
+      r.dist->sum_({f}, "the cancel flag");
+      if (f.item<float>() > 0) agreed = true;
+    };
+  }
+  ActiveDist active(r.dist.get());
   r.timings["load"] = secs_since(t_start);  // (the method choice loads the teacher too)
   std::unique_ptr<CheckpointReader> ck;
   Json rs;
@@ -401,10 +496,32 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
     r.timings["load"] += secs_since(t0);
   }
   resolve_defaults(cfg, r, info);
-  r.budget = plan_budget(cfg, r, info, rs.is_object() ? rs.get("budget") : Json());
+  if (parallel) {  // train.batchSize is the global batch: each rank steps on its share
+    auto& t = cfg.recipe.train;
+    if (t.batch % spec.world)
+      fail("E_CONFIG", "train.batchSize " + std::to_string(t.batch) + " is not a multiple of the " + std::to_string(spec.world) + " ranks");
+    t.batch /= spec.world;
+  }
+  if (r.lead()) {  // (calibrated on rank 0 alone: no collective in its steps)
+    ActiveDist solo(nullptr);
+    r.budget = plan_budget(cfg, r, info, rs.is_object() ? rs.get("budget") : Json());
+  }
+  if (parallel) {
+    r.budget = broadcast_json(*r.dist, r.budget);
+    if (!r.lead() && r.budget.is_object()) apply_plan(cfg, info, r.budget.get("plan"));
+  }
   auto method = info.make(info);
   method->init(r);
   if (ck) restoring(ck->path(), [&] { method->restore(r, *ck, rs); });
+  if (parallel) {  // every rank continues from the same unit (rank 0's), or none does
+    auto at = torch::tensor({method->unit()});
+    r.dist->broadcast_({at}, 0, "the unit to resume from");
+    auto off = torch::tensor({at.item<int64_t>() != method->unit() ? 1.0f : 0.0f});
+    r.dist->sum_({off}, "the unit to resume from");
+    if (off.item<float>() > 0)
+      fail("E_CHECKPOINT", "the ranks' checkpoints are of different units (this rank's: " + std::to_string(method->unit()) +
+                               ", rank 0's: " + std::to_string(at.item<int64_t>()) + "); resume from rank 0's alone with one process");
+  }
   // Host syncs of the loop: reads of device values (one per progress event, eval or checkpoint)
   // and, with DFKD_COUNT_SYNCS=1, every other scalar read (.item()).
   const int64_t reads0 = syncs.reads(), items0 = syncs.items(), events0 = r.progress.events();
@@ -417,6 +534,11 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   auto t0 = Clock::now();
   r.phase("save");
   r.student.eval();
+  if (!r.lead()) {  // rank 0 writes the student and the report; this rank's report is returned only
+    Json rep = report_of(r);
+    rep["hostSyncs"] = host_syncs;
+    return rep;
+  }
   save_module(r.student, cfg.output.student, r.meta);
   r.timings["save"] += secs_since(t0);
   Json evaluation;

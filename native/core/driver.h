@@ -8,6 +8,7 @@
 #include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/data.h"
+#include "core/dist.h"
 #include "core/graphs.h"
 #include "core/losses.h"
 #include "core/optim.h"
@@ -56,6 +57,12 @@ struct Run {
   StepLosses last_student, last_synth;
   torch::Tensor student_finite;  // every student loss so far was finite (on the device)
   std::unique_ptr<StudentGraph> student_graph;  // cudaGraphs on a CUDA device
+  // A data-parallel run (WORLD_SIZE > 1): this process's rank in the group. Rank 0 leads: it plans
+  // the budget, decides re-sizing, evaluates and writes the student, report and samples; every
+  // rank writes its own checkpoint (its share of the bank).
+  std::unique_ptr<Dist> dist;
+  bool lead() const { return !dist || dist->rank() == 0; }
+  std::function<void()> agree_cancel;  // distributed: the ranks agree on a cancel between units
   bool synthesizing = false;  // in input synthesis: a NaN there leaves the student's state good
   Json meta;                  // normalization etc. stored with the student
   Json evals = Json(Json::Array{});

@@ -1,5 +1,7 @@
 #include "core/losses.h"
 
+#include "core/dist.h"
+
 #include <torch/fft.h>
 
 #include <cmath>
@@ -27,14 +29,42 @@ torch::Tensor discrepancy(Loss kind, const torch::Tensor& s, const torch::Tensor
   return kind == Loss::l1 ? l1_logits(s, t) : kd_kl(s, t, T);
 }
 
+namespace {
+torch::Tensor rows_by_channel(const torch::Tensor& act) {  // [M, C]
+  return act.dim() == 2 ? act : act.transpose(0, 1).reshape({act.size(1), -1}).t();
+}
+// The global batch's per-channel mean and biased variance when this thread's job is data-parallel
+// (dist.h): per-rank sums, sums of squares and counts, all-reduced with gradients flowing back to
+// every rank's share. Undefined tensors on one process.
+// The mean over dim 0 (the batch): the global batch's in a data-parallel job (equal shares).
+torch::Tensor batch_mean(const torch::Tensor& t) {
+  Dist* d = active_dist();
+  if (!d || d->world() < 2) return t.mean(0);
+  return d->all_sum(t.sum(0)) / double(t.size(0) * d->world());
+}
+std::pair<torch::Tensor, torch::Tensor> global_moments(const torch::Tensor& act) {
+  Dist* d = active_dist();
+  if (!d || d->world() < 2) return {};
+  auto a = rows_by_channel(act);
+  const int64_t c = a.size(1);
+  auto sums = d->all_sum(torch::cat({a.sum(0), a.pow(2).sum(0), torch::full({1}, double(a.size(0)), a.options())}));
+  auto n = sums.slice(0, 2 * c).detach();
+  auto mean = sums.slice(0, 0, c) / n;
+  return {mean, (sums.slice(0, c, 2 * c) / n - mean.pow(2)).clamp_min(0)};
+}
+}  // namespace
+
 std::pair<torch::Tensor, torch::Tensor> channel_mean_std(const torch::Tensor& act) {
-  auto a = act.dim() == 2 ? act : act.transpose(0, 1).reshape({act.size(1), -1}).t();  // [M, C]
+  if (auto [mean, var] = global_moments(act); mean.defined()) return {mean, (var + 1e-8).sqrt()};
+  auto a = rows_by_channel(act);
   auto mean = a.mean(0);
   auto var = a.var(0, /*unbiased=*/false);
   return {mean, (var + 1e-8).sqrt()};
 }
 
 torch::Tensor bn_stats(const torch::Tensor& act, const torch::Tensor& run_mean, const torch::Tensor& run_var) {
+  if (auto [mean, var] = global_moments(act); mean.defined())
+    return torch::norm(run_var - var, 2) + torch::norm(run_mean - mean, 2);
   std::vector<int64_t> dims{0};
   for (int64_t d = 2; d < act.dim(); ++d) dims.push_back(d);
   auto mean = act.mean(dims);
@@ -56,11 +86,11 @@ torch::Tensor bn_sum(const std::vector<torch::Tensor>& acts, const std::vector<T
 torch::Tensor spectral_bn(const torch::Tensor& a, const torch::Tensor& bn_mean, const torch::Tensor& bn_var) {
   auto F = torch::fft::rfft2(a, c10::nullopt, {-2, -1}, "ortho");
   const double hw = double(a.size(2) * a.size(3));
-  auto dc = torch::real(F.select(-1, 0).select(-1, 0)).mean(0) / std::sqrt(hw);
+  auto dc = batch_mean(torch::real(F.select(-1, 0).select(-1, 0))) / std::sqrt(hw);
   auto w = torch::full({F.size(-1)}, 2.0, a.options());
   w[0] = 1.0;
   if (a.size(3) % 2 == 0) w[-1] = 1.0;
-  auto power = (F.abs().pow(2) * w).sum({-2, -1}).mean(0) / hw;
+  auto power = batch_mean((F.abs().pow(2) * w).sum({-2, -1})) / hw;
   return torch::norm(dc - bn_mean) + torch::norm(power - (bn_mean.pow(2) + bn_var));
 }
 
@@ -76,7 +106,7 @@ torch::Tensor spectrum(const torch::Tensor& act, bool power) {
   // rfft2 needs float32/float64: half-precision activations (autocast) are promoted.
   auto in = a.scalar_type() == torch::kDouble ? a : a.to(torch::kFloat32);
   auto amp = torch::fft::rfft2(in, c10::nullopt, {-2, -1}, "ortho").abs();
-  return (power ? amp.pow(2) : amp).mean(0);
+  return batch_mean(power ? amp.pow(2) : amp);
 }
 
 torch::Tensor spectral(const torch::Tensor& act, const torch::Tensor& target, bool power) {
@@ -90,7 +120,11 @@ std::pair<torch::Tensor, torch::Tensor> tv(const torch::Tensor& x) {
   auto d3 = x.index({Slice(), Slice(), Slice(1, c10::nullopt), Slice(c10::nullopt, -1)}) - x.index({Slice(), Slice(), Slice(c10::nullopt, -1), Slice(1, c10::nullopt)});
   auto d4 = x.index({Slice(), Slice(), Slice(c10::nullopt, -1), Slice(c10::nullopt, -1)}) - x.index({Slice(), Slice(), Slice(1, c10::nullopt), Slice(1, c10::nullopt)});
   auto l1 = d1.abs().mean() + d2.abs().mean() + d3.abs().mean() + d4.abs().mean();
-  auto l2 = torch::norm(d1) + torch::norm(d2) + torch::norm(d3) + torch::norm(d4);
+  // (norms over the whole batch, as DeepInversion's: in a data-parallel job, the global batch's)
+  auto norm = [d = active_dist()](const torch::Tensor& v) {
+    return d && d->world() > 1 ? d->all_sum(v.pow(2).sum()).sqrt() : torch::norm(v);
+  };
+  auto l2 = norm(d1) + norm(d2) + norm(d3) + norm(d4);
   return {l1, l2};
 }
 
@@ -153,6 +187,11 @@ void StepLosses::merge(const StepLosses& o, const std::string& prefix) {
   for (auto& [k, t] : o.dev_) set(prefix + k, t);
   for (auto& [k, v] : o.host_) host_[prefix + k] = v;
   guards_.insert(guards_.end(), o.guards_.begin(), o.guards_.end());
+}
+StepLosses StepLosses::cloned() const {
+  StepLosses c = *this;
+  for (auto& [k, t] : c.dev_) t = t.clone();
+  return c;
 }
 torch::Tensor StepLosses::tensor(const std::string& name) const {
   for (auto& [k, t] : dev_) if (k == name) return t;

@@ -25,6 +25,7 @@ class StepLosses {
   void guard(const torch::Tensor& finite, std::string what, std::string hint);
   void merge(const StepLosses& o, const std::string& prefix);  // o's entries as prefix + name, and its guards
   torch::Tensor tensor(const std::string& name) const;         // the device value (undefined if none)
+  StepLosses cloned() const;  // the device values copied (a CUDA graph's outputs are rewritten by each replay)
   Losses read() const;
   bool empty() const { return dev_.empty() && host_.empty(); }
 
@@ -48,8 +49,12 @@ torch::Tensor l1_logits(const torch::Tensor& s_logits, const torch::Tensor& t_lo
 // The student's (and generator's) discrepancy: KL at temperature T, or L1 on logits.
 torch::Tensor discrepancy(Loss kind, const torch::Tensor& s, const torch::Tensor& t, double T);
 
+// In a data-parallel job (dist.h active_dist) every batch statistic below — BN and feature
+// statistics, batch-mean spectra, the TV-L2 norms — is the global batch's (sums all-reduced,
+// gradients flowing back to each rank's share); per-image means need nothing.
 // DeepInversion's BN regularizer for one layer: ||mu(x) - mu_run||_2 + ||var(x) - var_run||_2,
-// batch statistics over (N,H,W), biased variance (NVlabs/DeepInversion DeepInversionFeatureHook).
+// batch statistics over (N,H,W), biased variance (NVlabs/DeepInversion DeepInversionFeatureHook);
+// in a data-parallel job (dist.h active_dist) the global batch's statistics, not the rank's share.
 torch::Tensor bn_stats(const torch::Tensor& act, const torch::Tensor& run_mean, const torch::Tensor& run_var);
 // The BN loss of a whole teacher: sum over its BN taps (indices `bn` into `taps`/`acts`) of
 // bn_stats, the first layer's weighted by `first_multiplier` (DeepInversion's first_bn_multiplier).
@@ -59,7 +64,8 @@ torch::Tensor bn_sum(const std::vector<torch::Tensor>& acts, const std::vector<T
 // ||mu_T - mu(x)||_2 + ||sigma_T - sigma(x)||_2, or with squared norms.
 torch::Tensor feature_stats(const torch::Tensor& act, const torch::Tensor& mean, const torch::Tensor& std,
                             bool squared);
-// Per-channel batch mean and (biased) std of an activation [N,C,...] (or [N,F]).
+// Per-channel batch mean and (biased) std of an activation [N,C,...] (or [N,F]); the global
+// batch's in a data-parallel job, as bn_stats.
 std::pair<torch::Tensor, torch::Tensor> channel_mean_std(const torch::Tensor& act);
 
 // Spectral statistics of an activation [N,C,H,W]: mean over the batch of |rfft2(a, norm="ortho")|

@@ -98,7 +98,9 @@ void resolve_defaults(DistillConfig& c, Run& r, const MethodInfo& info) {
   }
   if (info.generator_loop) {
     auto& g = c.recipe.generator;
-    const bool bn = !r.teacher->bn_taps().empty();
+    // Statistics to match: the teacher's BatchNorm layers, or a stats file where the method's
+    // synthesizer reads one (fast, through its prepare(); not the adversarial generator).
+    const bool bn = !r.teacher->bn_taps().empty() || (info.prepare && !c.stats.empty());
     // With BatchNorm: DeepInversion's BN term on the generator and a one-hot term, at Fast-Datafree's
     // weights (scripts/fast_cifar.sh: adv 1-1.33, bn 10, oh 0.4-0.5): on the family's tune teachers
     // with BatchNorm (validation rows, 2 minutes, seeds 0/1; family.val.json) 96.87 / 92.04% where
@@ -238,6 +240,19 @@ std::string secs_str(double s) {
 
 }  // namespace
 
+void apply_plan(DistillConfig& c, const MethodInfo& info, const Json& plan) {
+  auto& s = c.recipe.synth;
+  auto& t = c.recipe.train;
+  auto& a = c.recipe.adversarial;
+  if (plan.has("synth.rounds")) s.rounds = plan.integer("synth.rounds", s.rounds);
+  if (plan.has("adversarial.epochs")) a.epochs = plan.integer("adversarial.epochs", a.epochs);
+  if (plan.has("adversarial.itersPerEpoch")) a.iters_per_epoch = plan.integer("adversarial.itersPerEpoch", a.iters_per_epoch);
+  if (plan.has("train.steps")) t.steps = plan.integer("train.steps", t.steps);
+  if (plan.has("synth.iterations")) s.iterations = plan.integer("synth.iterations", s.iterations);
+  if (plan.has("train.stepsPerRound")) t.steps_per_round = plan.integer("train.stepsPerRound", t.steps_per_round);
+  if (kind_of(info) == Kind::inversion && !c.has("synth.bankSize")) s.bank_size = s.rounds * s.batch;
+}
+
 Json plan_budget(DistillConfig& c, Run& r, const MethodInfo& info, const Json& resumed) {
   const Kind kind = kind_of(info);
   auto& s = c.recipe.synth;
@@ -252,15 +267,7 @@ Json plan_budget(DistillConfig& c, Run& r, const MethodInfo& info, const Json& r
   if (c.budget <= 0 && all_given) return Json();  // sized by the user: no calibration, as before budgets
   const double budget = c.budget > 0 ? c.budget : kDefaultBudgetSeconds;
   const char* source = c.budget > 0 ? "config" : "default";
-  auto apply = [&](const Json& plan) {
-    if (plan.has("synth.rounds")) s.rounds = plan.integer("synth.rounds", s.rounds);
-    if (plan.has("adversarial.epochs")) a.epochs = plan.integer("adversarial.epochs", a.epochs);
-    if (plan.has("adversarial.itersPerEpoch")) a.iters_per_epoch = plan.integer("adversarial.itersPerEpoch", a.iters_per_epoch);
-    if (plan.has("train.steps")) t.steps = plan.integer("train.steps", t.steps);
-    if (plan.has("synth.iterations")) s.iterations = plan.integer("synth.iterations", s.iterations);
-    if (plan.has("train.stepsPerRound")) t.steps_per_round = plan.integer("train.stepsPerRound", t.steps_per_round);
-    if (kind == Kind::inversion && !c.has("synth.bankSize")) s.bank_size = s.rounds * s.batch;
-  };
+  auto apply = [&](const Json& plan) { apply_plan(c, info, plan); };
   if (resumed.is_object() && resumed.has("plan")) {  // resume: the sizes the run started with
     apply(resumed.get("plan"));
     Json out = resumed;

@@ -33,5 +33,8 @@ void resolve_defaults(DistillConfig& c, Run& r, const MethodInfo& info);
 // re-measured, so a resumed run has the sizes it started with). Returns the report's `budget`
 // (null when the run is not budgeted). E_BUDGET when not even one unit fits.
 Json plan_budget(DistillConfig& c, Run& r, const MethodInfo& info, const Json& resumed);
+// The sizes of a plan (report.budget.plan: {"synth.rounds": n, ...}) into the config: what
+// plan_budget sets, for the ranks of a data-parallel run that take rank 0's plan.
+void apply_plan(DistillConfig& c, const MethodInfo& info, const Json& plan);
 
 }  // namespace dfkd

@@ -1,5 +1,7 @@
 #include "core/train.h"
 
+#include "core/dist.h"
+
 #include <cmath>
 
 namespace dfkd {
@@ -34,8 +36,15 @@ StepLosses student_step(Teacher& teacher, torch::jit::Module& student, Optim& op
   parts.set("student", l.total);
   parts.set("lr", opt.lr());
   opt.zero_grad();
-  l.total.backward();
+  Dist* d = active_dist();
+  if (d && d->world() > 1) {  // data-parallel: the global batch's mean gradient
+    (l.total / double(d->world())).backward();
+    d->sum_gradients(parameters_of(student));
+  } else {
+    l.total.backward();
+  }
   opt.step();
+  if (d && d->world() > 1) d->average_buffers(student);
   return parts;
 }
 

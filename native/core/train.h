@@ -23,6 +23,9 @@ StudentLoss student_loss(Teacher& teacher, torch::jit::Module& student, const to
                          Loss loss_kind, double T, double ce_weight);
 // One student step: sets the lr of `step`, student_loss, backward, optimizer step. Returns the
 // values on the device (kd, ce, student; lr): the caller guards their finiteness (Run::student_step).
+// In a data-parallel job (dist.h active_dist) x is this rank's share of the batch, the gradients
+// are summed over the ranks (of the losses / world) before the step: every rank takes the step of
+// the whole batch; the losses returned are this share's.
 StepLosses student_step(Teacher& teacher, torch::jit::Module& student, Optim& opt, const torch::Tensor& x,
                     const torch::Tensor& y, Loss loss_kind, double T, double ce_weight, int64_t step);
 

@@ -8,14 +8,23 @@
 #include <functional>
 #include <iostream>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "core/config.h"
+#include "core/dist.h"
 #include "core/io/dtype.h"
 #include "core/io/safetensors.h"
 #include "core/job.h"
 #include "core/losses.h"
 #include "core/optim.h"
+#include "core/synth/synth.h"
 #include "core/teacher.h"
 #include "core/train.h"
 
@@ -226,13 +235,187 @@ void test_taps() {
   EXPECT(xg.grad().defined() && xg.grad().abs().sum().item<double>() > 0);
 }
 
+// The synthesis step as a CUDA graph runs (synth/input.cpp run_graphed): jitter and flip from
+// device draws through shift_flip, the batch in a static leaf. Here on the CPU the same path
+// runs eagerly: it must be DeepInversion's step (equal to the eager loop where no augmentation
+// is drawn) and learn with one.
+void test_synth_graph_path() {
+  auto x = torch::randn({2, 3, 5, 7});
+  auto lopts = torch::TensorOptions().dtype(torch::kLong);
+  auto off = torch::tensor({2, -3}, lopts);
+  EXPECT(torch::equal(shift_flip(x, off, torch::tensor(false)), torch::roll(x, {2, -3}, {2, 3})));
+  EXPECT(torch::equal(shift_flip(x, off, torch::tensor(true)), torch::roll(x, {2, -3}, {2, 3}).flip({3})));
+  EXPECT(torch::equal(shift_flip(x, torch::tensor({-7, 9}, lopts), torch::tensor(false)), torch::roll(x, {-7, 9}, {2, 3})));
+
+  const std::string path = "test/fixtures/tiny_bn.pt";
+  if (!std::filesystem::exists(path)) {
+    std::cout << "  synth graph path: skipped (no test/fixtures: npm run fixtures)\n";
+    return;
+  }
+  Teacher teacher(path, torch::kCPU);
+  auto shape = teacher.input_shape();
+  const int64_t classes = teacher.num_classes(shape);
+  SynthConfig c;
+  c.batch = 8, c.iterations = 30, c.lr = 0.1, c.bn = 1.0, c.ce = 1.0, c.lr_schedule = Schedule::cosine;
+  std::atomic<bool> cancel{false};
+  auto run = [&](SynthConfig cfg, bool graphed, std::vector<double>* totals) {
+    InputSynthesizer s(teacher, cfg, {}, shape, classes);
+    if (graphed) EXPECT(s.use_graphs());
+    Rng rng(7, torch::kCPU);
+    return s.run(rng, nullptr, cancel, [totals](int64_t, int64_t, const StepLosses& l) {
+      if (totals) totals->push_back(l.read().at("total"));
+    });
+  };
+  c.jitter = 0, c.flip = false;  // no draws: both paths see the same batches
+  std::vector<double> eager_l, graph_l;
+  auto a = run(c, false, &eager_l), b = run(c, true, &graph_l);
+  EXPECT(torch::allclose(a.x, b.x, 1e-5, 1e-6) && torch::equal(a.y, b.y));
+  EXPECT(eager_l.size() == 30 && graph_l.size() == 30 && std::abs(eager_l.back() - graph_l.back()) <= 1e-5 * std::abs(eager_l.back()));
+  c.jitter = 2, c.flip = true;
+  std::vector<double> aug_l;
+  run(c, true, &aug_l);
+  EXPECT(aug_l.size() == 30 && aug_l.back() < 0.8 * aug_l.front());
+}
+
+// ---- data parallelism (dist.h): 2 ranks at batch B/2 against 1 at batch B -------------------
+// Rank 1 is this program again (`dfkd_core_tests dist-worker <case> <port>`), rank 0 the test;
+// c10d's TCPStore and Gloo group on 127.0.0.1. Each rank also computes the one-process reference
+// on the whole batch and checks its own share against it.
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+void dist_case(const std::string& which, int rank, int port) {
+  DistSpec spec;
+  spec.rank = rank, spec.world = 2, spec.port = port, spec.timeout = 20;
+  Teacher teacher("test/fixtures/tiny_bn.pt", torch::kCPU);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  auto x = torch::randn({8, 1, 8, 8}, gen), y = torch::arange(8) % 3;
+  auto share = [rank](const torch::Tensor& t) { return t.slice(0, 4 * rank, 4 * rank + 4); };
+  if (which == "synth") {
+    // The losses: BN statistics (the global batch's) + CE (per image); the inputs' gradients.
+    auto loss = [&](const torch::Tensor& xb, const torch::Tensor& yb) {
+      auto out = teacher.forward_tapped(xb);
+      return losses::bn_sum(out.acts, teacher.taps(), teacher.bn_taps()) + torch::cross_entropy_loss(out.logits, yb);
+    };
+    auto bn_of = [&](const torch::Tensor& xb) { return losses::bn_sum(teacher.forward_tapped(xb).acts, teacher.taps(), teacher.bn_taps()); };
+    auto xr = x.clone().requires_grad_(true);
+    loss(xr, y).backward();
+    const double bn_ref = bn_of(x).item<double>();
+    // A synthesis run (InputSynthesizer, 5 Adam steps with jitter): the whole batch on one process.
+    // With the priors whose norms are over the whole batch (tvL2), and again with spectral
+    // matching (batch-mean spectra) instead of BN statistics.
+    SynthConfig c;
+    c.batch = 8, c.iterations = 5, c.lr = 0.05, c.bn = 1.0, c.ce = 1.0, c.tv_l2 = 0.03, c.l2 = 1e-3, c.jitter = 1, c.flip = false;
+    SynthConfig cs = c;
+    cs.bn = 0.0, cs.spectral = 1.0;
+    const auto shape = teacher.input_shape();
+    std::atomic<bool> cancel{false};
+    auto synth = [&](const SynthConfig& sc) {
+      InputSynthesizer s(teacher, sc, sc.spectral > 0 ? stats_targets(teacher, nullptr, shape, sc) : std::vector<LayerTarget>{},
+                         shape, teacher.num_classes(shape));
+      Rng rng(11, torch::kCPU);
+      return s.run(rng, nullptr, cancel, nullptr);
+    };
+    auto whole = synth(c), whole_spectral = synth(cs);
+
+    Dist d(spec);
+    ActiveDist on(&d);
+    auto xs = share(x).clone().requires_grad_(true);
+    (loss(xs, share(y)) / d.world()).backward();
+    EXPECT(std::abs(bn_of(xs.detach()).item<double>() - bn_ref) <= 1e-4 * std::abs(bn_ref));
+    EXPECT(torch::allclose(xs.grad(), share(xr.grad()), 1e-4, 1e-6));
+    auto mine = synth(c);  // this rank's share, optimized against the global batch
+    EXPECT(mine.x.size(0) == 4 && torch::equal(mine.y, share(whole.y)));
+    EXPECT(torch::allclose(mine.x, share(whole.x), 1e-4, 1e-5));
+    auto mine_spectral = synth(cs);
+    EXPECT(torch::allclose(mine_spectral.x, share(whole_spectral.x), 1e-4, 1e-5));
+    EXPECT(!torch::allclose(whole_spectral.x, whole.x, 1e-4, 1e-5));  // (another loss, other images)
+  } else if (which == "student") {  // two student steps (SGD with momentum): the weights of the whole batch's
+    auto load = [] {
+      auto m = torch::jit::load("test/fixtures/tiny_nobn.pt");
+      for (auto p : m.parameters()) p.requires_grad_(true);
+      return m;
+    };
+    auto one = load(), dp = load();
+    TrainConfig tc;
+    tc.lr = 0.1;
+    Optim o1(parameters_of(one), tc, 10), o2(parameters_of(dp), tc, 10);
+    for (int64_t k = 0; k < 2; ++k) student_step(teacher, one, o1, x, torch::Tensor(), Loss::kl, 4.0, 0.0, k);
+    Dist d(spec);
+    ActiveDist on(&d);
+    for (int64_t k = 0; k < 2; ++k) student_step(teacher, dp, o2, share(x), torch::Tensor(), Loss::kl, 4.0, 0.0, k);
+    auto p1 = parameters_of(one), p2 = parameters_of(dp);
+    EXPECT(p1.size() == p2.size() && !p1.empty());
+    for (size_t i = 0; i < p1.size(); ++i) EXPECT(torch::allclose(p1[i], p2[i], 1e-5, 1e-6));
+    auto fresh = load();
+    EXPECT(!torch::equal(p1[0], parameters_of(fresh)[0]));  // (the steps moved the weights)
+  } else if (which == "fault") {  // rank 1 dies after the rendezvous: rank 0's next collective fails, coded
+    spec.timeout = 10;
+    Dist d(spec);
+    if (rank == 1) _exit(0);
+    auto t = torch::ones({4});
+    auto e = error_of([&] { d.sum_({t}, "a test sum"); });
+    EXPECT(e.rfind("E_DISTRIBUTED: rank 0 of 2: a test sum failed", 0) == 0);
+    if (!e.empty()) std::cout << "  " << e.substr(0, 200) << "\n";
+  }
+}
+
+void test_dist() {
+  if (!Dist::compiled() || !std::filesystem::exists("test/fixtures/tiny_bn.pt")) {
+    std::cout << "  dist: skipped (" << (Dist::compiled() ? "no test/fixtures" : "built without gloo headers") << ")\n";
+    return;
+  }
+  for (std::string which : {"synth", "student", "fault"}) {
+    const int port = free_port();
+    const std::string port_s = std::to_string(port);
+    std::vector<std::string> args{"/proc/self/exe", "dist-worker", which, port_s};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t child = 0;
+    EXPECT(posix_spawn(&child, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) == 0);
+    try {
+      dist_case(which, 0, port);
+    } catch (const std::exception& e) {
+      ++failures;
+      std::cerr << "dist " << which << " (rank 0): threw " << e.what() << "\n";
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    std::cout << "  dist " << which << ": rank 1 exited " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1) << "\n";
+  }
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "dist-worker") {  // rank 1 of test_dist
+    torch::set_num_threads(1);
+    try {
+      dist_case(argv[2], 1, std::atoi(argv[3]));
+    } catch (const std::exception& e) {
+      std::cerr << "dist " << argv[2] << " (rank 1): threw " << e.what() << "\n";
+      return 1;
+    }
+    return failures ? 1 : 0;
+  }
   torch::set_num_threads(1);
   std::vector<std::pair<const char*, void (*)()>> tests{
       {"gradients", test_gradients}, {"bank", test_bank}, {"schedule", test_schedule},
-      {"safetensors_and_dtypes", test_safetensors_and_dtypes}, {"config", test_config}, {"taps", test_taps}};
+      {"safetensors_and_dtypes", test_safetensors_and_dtypes}, {"config", test_config}, {"taps", test_taps},
+      {"synth_graph_path", test_synth_graph_path}, {"dist", test_dist}};
   for (auto& [name, fn] : tests) {
     std::cout << name << "\n";
     try {

@@ -1,7 +1,8 @@
 // fast: FastDFKD (Fang et al., "Up to 100x Faster Data-free Knowledge Distillation", AAAI 2022):
 // rounds of (a meta-learned generator adapted to one batch in a few steps -> memory bank -> KD
 // steps on the bank). The synthesizer is synth/meta.cpp; the loop, bank and student side are the
-// inversion methods' (inversion.cpp). Needs a teacher with BatchNorm (its BN statistics term).
+// inversion methods' (inversion.cpp). Needs a teacher with BatchNorm (its BN statistics term) or a
+// stats file (the same term on the file's per-channel means and stds, as statistical matches them).
 // Sources: zju-vipa/Fast-Datafree scripts/fast_cifar.sh (the "Fast-2" setting, their fastest),
 // datafree_kd.py and datafree/synthesis/fast_meta.py.
 #include "core/methods/method.h"
@@ -41,18 +42,22 @@ Recipe recipe() {
   return r;
 }
 
-std::vector<LayerTarget> prepare(SynthConfig& c, Teacher& teacher, const Stats*, const std::vector<int64_t>&) {
+// The statistics fast's generator matches: a stats file's layers when one is given (what the user
+// published, BatchNorm or not), else the teacher's BatchNorm statistics (an empty target list).
+std::vector<LayerTarget> prepare(SynthConfig& c, Teacher& teacher, const Stats* stats, const std::vector<int64_t>& shape) {
+  if (stats) return stats_targets(teacher, stats, shape, c);
   if (teacher.bn_taps().empty())
-    fail("E_NO_BN", "fast synthesizes against the teacher's BatchNorm statistics; this teacher has none: use method "
-                    "'adversarial' (DAFL's terms), or 'spectral' with a `dfkd stats` file");
+    fail("E_NO_BN", "fast synthesizes against the teacher's BatchNorm statistics; this teacher has none: pass a "
+                    "`dfkd stats` file of it as stats, or use method 'adversarial' (DAFL's terms)");
   return {};
 }
 
 std::unique_ptr<BatchSynth> meta_synth(const MethodInfo& info, const DistillConfig& c, Run& r, const Stats* stats,
                                        at::Generator& init) {
   SynthConfig sc = c.recipe.synth;
-  info.prepare(sc, *r.teacher, stats, r.shape);
-  return std::make_unique<MetaGeneratorSynth>(sc, c.recipe.generator, *r.teacher, r.shape, r.classes, init, c.mean, c.std);
+  auto layers = info.prepare(sc, *r.teacher, stats, r.shape);
+  return std::make_unique<MetaGeneratorSynth>(sc, c.recipe.generator, *r.teacher, r.shape, r.classes, std::move(layers),
+                                              init, c.mean, c.std);
 }
 
 }  // namespace

@@ -163,7 +163,11 @@ std::unique_ptr<BatchSynth> input_synth(const MethodInfo& info, const DistillCon
                                         at::Generator&) {
   SynthConfig sc = c.recipe.synth;
   auto layers = info.prepare(sc, *r.teacher, stats, r.shape);
-  return std::make_unique<InputSynthesizer>(*r.teacher, sc, std::move(layers), r.shape, r.classes);
+  auto s = std::make_unique<InputSynthesizer>(*r.teacher, sc, std::move(layers), r.shape, r.classes);
+  if (c.cuda_graphs && StudentGraph::available(r.device) && sc.iterations > 0)
+    r.log(s->use_graphs() ? "cudaGraphs: the synthesis step is a CUDA graph"
+                          : "cudaGraphs: the synthesis step stays eager (the ADI term runs the student's backward)");
+  return s;
 }
 
 std::unique_ptr<Method> make_inversion(const MethodInfo& info) { return std::make_unique<Inversion>(info); }

@@ -4,6 +4,8 @@
 
 #include "core/synth/synth.h"
 
+#include "core/dist.h"
+
 namespace dfkd {
 
 using losses::Term;
@@ -31,9 +33,7 @@ InputSynthesizer::InputSynthesizer(Teacher& teacher, const SynthConfig& c, std::
   }
   if (c.feature > 0)
     terms_.push_back({"feature", c.feature, [this, squared](const TermInput& in) {
-                        torch::Tensor f = torch::zeros({}, in.x.options());
-                        for (auto& l : layers_) f = f + l.weight * losses::feature_stats(in.teacher.acts[l.tap], l.mean, l.std, squared);
-                        return f;
+                        return layers_.empty() ? torch::zeros({}, in.x.options()) : feature_sum(in.teacher.acts, layers_, squared);
                       }});
   if (c.spectral > 0)
     terms_.push_back({"spectral", c.spectral, [this, power](const TermInput& in) {
@@ -88,6 +88,16 @@ torch::Tensor jitter_flip(const torch::Tensor& x, int64_t jitter, bool flip, Rng
   return out;
 }
 
+torch::Tensor shift_flip(const torch::Tensor& x, const torch::Tensor& offsets, const torch::Tensor& flip) {
+  // torch.roll(x, s, d): out[i] = x[(i - s) mod n], as an index_select with device indices
+  auto lopts = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+  const int64_t h = x.size(2), w = x.size(3);
+  auto rows = (torch::arange(h, lopts) - offsets[0]).remainder(h);
+  auto cols = (torch::arange(w, lopts) - offsets[1]).remainder(w);
+  auto out = x.index_select(2, rows).index_select(3, cols);
+  return torch::where(flip, out.flip({3}), out);
+}
+
 std::pair<torch::Tensor, StepLosses> InputSynthesizer::loss(const torch::Tensor& x, const torch::Tensor& y,
                                                             torch::jit::Module* student) {
   StepLosses parts;
@@ -96,13 +106,82 @@ std::pair<torch::Tensor, StepLosses> InputSynthesizer::loss(const torch::Tensor&
   return {total, parts};
 }
 
-SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
-                                  const ProgressFn& progress) {
+bool InputSynthesizer::use_graphs() {
+  graphs_ = !uses_student() && shape_.size() == 3;
+  return graphs_;
+}
+
+namespace {
+// DeepInversion lr_cosine_policy(lr, warmup=100, iters), at iteration `it`.
+double cosine_lr(const SynthConfig& c, int64_t it) {
+  const int64_t warm = std::min<int64_t>(100, c.iterations / 10);
+  return it < warm ? c.lr * (it + 1) / warm
+                   : 0.5 * (1 + std::cos(M_PI * double(it - warm) / double(std::max<int64_t>(1, c.iterations - warm)))) * c.lr;
+}
+}  // namespace
+
+SynthResult InputSynthesizer::run_graphed(Rng& rng, const std::atomic<bool>& cancel, const ProgressFn& progress) {
   auto dev = teacher_.device();
   std::vector<int64_t> full{cfg_.batch};
   full.insert(full.end(), shape_.begin(), shape_.end());
   auto y = balanced_targets(cfg_.batch, classes_, rng, dev);
-  auto x = torch::randn(full, rng.device, torch::TensorOptions().device(dev)).requires_grad_(true);
+  auto x0 = torch::randn(full, rng.device, torch::TensorOptions().device(dev));
+  if (!graph_) {  // the static buffers, kept across batches (the graph reads their addresses)
+    x_ = torch::zeros(full, x0.options()).requires_grad_(true);
+    y_ = torch::zeros_like(y);
+    offsets_ = torch::zeros({2}, y.options());
+    flip_ = torch::zeros({}, y.options().dtype(torch::kBool));
+    graph_ = std::make_unique<SynthGraph>(x_);
+  }
+  {
+    torch::NoGradGuard ng;
+    x_.copy_(x0);
+    y_.copy_(y);
+  }
+  torch::optim::Adam opt({x_}, torch::optim::AdamOptions(cfg_.lr).betas({cfg_.betas[0], cfg_.betas[1]}));
+  const auto lopts = y.options();
+  StepLosses last;
+  BestBatch best;
+  torch::Tensor finite;
+  for (int64_t it = 0; it < cfg_.iterations; ++it) {
+    if (cancel.load()) fail("E_CANCELLED", "cancelled");
+    if (cfg_.lr_schedule == Schedule::cosine)
+      for (auto& g : opt.param_groups()) g.options().set_lr(cosine_lr(cfg_, it));
+    {
+      torch::NoGradGuard ng;
+      if (cfg_.jitter > 0) offsets_.copy_(torch::randint(-cfg_.jitter, cfg_.jitter + 1, {2}, rng.device, lopts));
+      if (cfg_.flip) flip_.copy_(torch::rand(at::IntArrayRef{}, rng.device, x0.options()) < 0.5);
+    }
+    auto [total, parts] = graph_->step([this] { return loss(shift_flip(x_, offsets_, flip_), y_, nullptr); });
+    finite = still_finite(finite, total);
+    parts.guard(finite, "the synthesis loss", "lower the synthesis lr or the loss weights");
+    best.offer(total, x_);
+    opt.step();
+    if (cfg_.clip > 0) { torch::NoGradGuard ng; x_.clamp_(-cfg_.clip, cfg_.clip); }
+    last = parts;
+    if (progress) progress(it + 1, cfg_.iterations, parts);
+  }
+  return {cfg_.iterations > 0 ? best.x() : x_.detach().clone(), y, last};
+}
+
+SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
+                                  const ProgressFn& progress) {
+  if (graphs_) return run_graphed(rng, cancel, progress);
+  auto dev = teacher_.device();
+  std::vector<int64_t> full{cfg_.batch};
+  full.insert(full.end(), shape_.begin(), shape_.end());
+  auto y = balanced_targets(cfg_.batch, classes_, rng, dev);
+  auto x0 = torch::randn(full, rng.device, torch::TensorOptions().device(dev));
+  Dist* d = active_dist();
+  const int64_t world = d ? d->world() : 1;
+  if (world > 1) {  // data-parallel: this rank's share of the batch one process would make (same draws)
+    if (cfg_.batch % world)
+      fail("E_CONFIG", "synth.batchSize " + std::to_string(cfg_.batch) + " is not a multiple of the " + std::to_string(world) + " ranks");
+    const int64_t n = cfg_.batch / world, at = d->rank() * n;
+    y = y.slice(0, at, at + n);
+    x0 = x0.slice(0, at, at + n).clone();
+  }
+  auto x = x0.requires_grad_(true);
   torch::optim::Adam opt({x}, torch::optim::AdamOptions(cfg_.lr).betas({cfg_.betas[0], cfg_.betas[1]}));
   bool student_training = student && student->is_training();
   if (student) student->eval();
@@ -114,19 +193,22 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
       if (student_training) student->train();
       fail("E_CANCELLED", "cancelled");
     }
-    if (cfg_.lr_schedule == Schedule::cosine) {  // DeepInversion lr_cosine_policy(lr, warmup=100, iters)
-      const int64_t warm = std::min<int64_t>(100, cfg_.iterations / 10);
-      double lr = it < warm ? cfg_.lr * (it + 1) / warm
-                            : 0.5 * (1 + std::cos(M_PI * double(it - warm) / double(std::max<int64_t>(1, cfg_.iterations - warm)))) * cfg_.lr;
-      for (auto& g : opt.param_groups()) g.options().set_lr(lr);
-    }
+    if (cfg_.lr_schedule == Schedule::cosine)
+      for (auto& g : opt.param_groups()) g.options().set_lr(cosine_lr(cfg_, it));
     torch::Tensor xin = jitter_flip(x, cfg_.jitter, cfg_.flip, rng);
     opt.zero_grad();
     auto [total, parts] = loss(xin, y, student);
     finite = still_finite(finite, total);
     parts.guard(finite, "the synthesis loss", "lower the synthesis lr or the loss weights");
-    best.offer(total, x);
-    total.backward();
+    if (world > 1) {  // the whole batch's loss picks the best batch; each share's gradient is its part of it
+      auto mean = total.detach().clone();
+      d->sum_({mean}, "the synthesis loss");
+      best.offer(mean / double(world), x);
+      (total / double(world)).backward();
+    } else {
+      best.offer(total, x);
+      total.backward();
+    }
     opt.step();
     if (cfg_.clip > 0) { torch::NoGradGuard ng; x.clamp_(-cfg_.clip, cfg_.clip); }
     last = parts;

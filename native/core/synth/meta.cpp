@@ -11,24 +11,26 @@ using losses::Term;
 using losses::TermInput;
 
 MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConfig& g, Teacher& teacher,
-                                       std::vector<int64_t> shape, int64_t classes, at::Generator& init,
-                                       const std::vector<double>& mean, const std::vector<double>& std)
-    : s_(s), g_(g), teacher_(teacher), shape_(std::move(shape)), classes_(classes) {
+                                       std::vector<int64_t> shape, int64_t classes, std::vector<LayerTarget> layers,
+                                       at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std)
+    : s_(s), g_(g), teacher_(teacher), shape_(std::move(shape)), classes_(classes), layers_(std::move(layers)) {
   if (s.batch < 1 || s.iterations < 1) fail("E_CONFIG", "fast: synth.batchSize and synth.iterations must be >= 1");
   if (!(s.lr > 0) || !(g.lr > 0)) fail("E_CONFIG", "fast: synth.lr (of z) and generator.lr must be positive");
   if (s.betas.size() != 2 || g.betas.size() != 2) fail("E_CONFIG", "fast: synth.betas and generator.betas must be [beta1, beta2]");
   if (g.adv_warmup < 0 || g.adv_warmup > 1) fail("E_CONFIG", "generator.advWarmup must be a fraction of the run, 0..1");
-  auto bn = teacher.bn_taps();
-  if (g.bn > 0 && bn.empty())
-    fail("E_NO_BN", "fast's BN statistics term needs a teacher with BatchNorm layers; this teacher has none: "
-                    "use method 'adversarial' (DAFL's terms), or 'spectral' with a `dfkd stats` file");
   meta_ = build_generator(g, teacher, shape_, init, mean, std);
   // The meta step: Adam at lr_g x iterations, the reference's meta_optimizer (betas of the generator).
   OptimConfig mc = g;
   mc.lr = g.lr * double(s.iterations);
   meta_opt_ = std::make_unique<Optim>(parameters_of(meta_), mc, 1);
-  if (g.bn > 0)
-    terms_.push_back({"bn", g.bn, [this, bn](const TermInput& in) { return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn); }});
+  if (g.bn > 0 && !layers_.empty()) {  // a stats file's layers: their per-channel means and stds
+    const bool squared = s.squared;
+    terms_.push_back({"feature", g.bn, [this, squared](const TermInput& in) { return feature_sum(in.teacher.acts, layers_, squared); }});
+  } else if (g.bn > 0) {
+    terms_.push_back({"bn", g.bn, [this, bn = teacher.bn_taps()](const TermInput& in) {
+                        return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn);
+                      }});
+  }
   if (g.onehot > 0)  // the reference's loss_oh: CE to the sampled classes
     terms_.push_back({"onehot", g.onehot, [](const TermInput& in) { return torch::cross_entropy_loss(in.teacher.logits, in.y); }});
   if (g.adversarial > 0)

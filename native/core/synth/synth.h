@@ -10,6 +10,7 @@
 #include "core/checkpoint.h"
 #include "core/common.h"
 #include "core/config.h"
+#include "core/graphs.h"
 #include "core/losses.h"
 #include "core/optim.h"
 #include "core/stats.h"
@@ -34,6 +35,8 @@ struct LayerTarget {
 // synth.firstLayerMultiplier the first.
 std::vector<LayerTarget> stats_targets(Teacher& teacher, const Stats* stats, const std::vector<int64_t>& shape,
                                        const SynthConfig& c);
+// Statistical feature matching summed over `layers` (their weights), on a tapped forward's activations.
+torch::Tensor feature_sum(const std::vector<torch::Tensor>& acts, const std::vector<LayerTarget>& layers, bool squared);
 
 struct SynthResult {
   torch::Tensor x, y;
@@ -62,6 +65,9 @@ torch::Tensor balanced_targets(int64_t batch, int64_t classes, Rng& rng, torch::
 // DeepInversion's per-iteration augmentation: a random roll by up to `jitter` pixels and a
 // random horizontal flip, drawn from the host RNG (read from host memory: no device sync).
 torch::Tensor jitter_flip(const torch::Tensor& x, int64_t jitter, bool flip, Rng& rng);
+// The same augmentation from draws that stay on the device (what a CUDA graph can replay):
+// `offsets` (2 longs: the roll of dims 2 and 3, torch.roll's sign) and `flip` (a 0-dim bool).
+torch::Tensor shift_flip(const torch::Tensor& x, const torch::Tensor& offsets, const torch::Tensor& flip);
 
 // The batch of lowest loss so far, as DeepInversion keeps it, chosen on the device (no host read
 // per iteration); a non-finite loss is never better.
@@ -80,21 +86,31 @@ class InputSynthesizer : public BatchSynth {
                    std::vector<int64_t> input_shape, int64_t classes);
   InputSynthesizer(const InputSynthesizer&) = delete;  // its terms refer to it
   // Optimizes one batch from noise. `student` (may be null) is used by the ADI term.
-  // Throws E_CANCELLED when `cancel` is set between iterations.
+  // Throws E_CANCELLED when `cancel` is set between iterations. In a data-parallel job (dist.h)
+  // it optimizes and returns this rank's share of the batch against the global batch's statistics.
   SynthResult run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
                   const ProgressFn& progress) override;
   // The loss of a given batch (no jitter): total and per-term values.
   std::pair<torch::Tensor, StepLosses> loss(const torch::Tensor& x, const torch::Tensor& y, torch::jit::Module* student);
   const SynthConfig& config() const override { return cfg_; }
   bool uses_student() const override { return cfg_.adi > 0; }
+  // Each iteration's forward and backward through a SynthGraph (graphs.h): the batch and its
+  // targets in static buffers, jitter and flip drawn on the device. Captured on CUDA; elsewhere
+  // it runs the same path eagerly (tests). Without the ADI term only (a captured student
+  // backward would write the student's gradients); false when it does not apply.
+  bool use_graphs();
 
  private:
+  SynthResult run_graphed(Rng& rng, const std::atomic<bool>& cancel, const ProgressFn& progress);
   Teacher& teacher_;
   SynthConfig cfg_;
   std::vector<LayerTarget> layers_;
   std::vector<int64_t> shape_;
   int64_t classes_;
   std::vector<losses::Term> terms_;
+  bool graphs_ = false;
+  torch::Tensor x_, y_, offsets_, flip_;  // the graphed step's static inputs
+  std::unique_ptr<SynthGraph> graph_;
 };
 
 // The generator of the adversarial and fast methods (zoo.h make_generator), its head from
@@ -105,15 +121,19 @@ torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, c
 // Fast-Datafree's meta-learned generator (FastDFKD, Fang et al. AAAI 2022; zju-vipa/Fast-Datafree
 // datafree/synthesis/fast_meta.py): each batch starts from a copy of the meta generator and a
 // fresh z, both adapted for synthesis.iterations Adam steps (generator.lr, z at synthesis.lr)
-// against generator.bn x BN statistics + generator.onehot x CE to balanced targets -
+// against generator.bn x BN statistics (or, given `layers`, the statistical feature matching
+// of a stats file's layers) + generator.onehot x CE to balanced targets -
 // generator.adversarial x the KL on the samples where student and teacher agree (from
 // generator.advWarmup of the run on); the batch of lowest loss is kept, and the meta generator
 // takes one Adam step (lr generator.lr x iterations) along the sum of the copy's gradients
 // (first-order MAML, their is_maml 1).
 class MetaGeneratorSynth : public BatchSynth {
  public:
+  // `layers`: a stats file's targets (stats_targets), or empty for the teacher's BN statistics
+  // (the caller has checked that it has BatchNorm layers).
   MetaGeneratorSynth(const SynthConfig& s, const GeneratorConfig& g, Teacher& teacher, std::vector<int64_t> input_shape,
-                     int64_t classes, at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std);
+                     int64_t classes, std::vector<LayerTarget> layers, at::Generator& init,
+                     const std::vector<double>& mean, const std::vector<double>& std);
   MetaGeneratorSynth(const MetaGeneratorSynth&) = delete;  // its terms refer to it
   SynthResult run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
                   const ProgressFn& progress) override;
@@ -130,6 +150,7 @@ class MetaGeneratorSynth : public BatchSynth {
   Teacher& teacher_;
   std::vector<int64_t> shape_;
   int64_t classes_;
+  std::vector<LayerTarget> layers_;
   torch::jit::Module meta_;
   std::unique_ptr<Optim> meta_opt_;
   std::vector<losses::Term> terms_;

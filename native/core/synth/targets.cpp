@@ -44,4 +44,10 @@ std::vector<LayerTarget> stats_targets(Teacher& teacher, const Stats* stats, con
   return out;
 }
 
+torch::Tensor feature_sum(const std::vector<torch::Tensor>& acts, const std::vector<LayerTarget>& layers, bool squared) {
+  torch::Tensor f = torch::zeros({}, acts.at(layers.at(0).tap).options());
+  for (auto& l : layers) f = f + l.weight * losses::feature_stats(acts[l.tap], l.mean, l.std, squared);
+  return f;
+}
+
 }  // namespace dfkd
