@@ -156,8 +156,7 @@ struct AllSum : torch::autograd::Function<AllSum> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     auto* d = reinterpret_cast<Dist*>(ctx->saved_data["dist"].toInt());
-    auto g = grads[0].defined() ? grads[0].contiguous().clone() : torch::Tensor();
-    if (!g.defined()) return {g, torch::Tensor()};
+    auto g = grads[0].contiguous().clone();  // (defined: autograd materializes a missing gradient as zeros)
     d->sum_({g}, "the gradient of a global-batch statistic");
     return {g, torch::Tensor()};
   }
@@ -167,40 +166,39 @@ struct AllSum : torch::autograd::Function<AllSum> {
 
 torch::Tensor Dist::all_sum(const torch::Tensor& t) { return AllSum::apply(t, reinterpret_cast<int64_t>(this)); }
 
-void Dist::sum_gradients(const std::vector<torch::Tensor>& params) {
+namespace {
+// Sums tensors over the ranks in place through one flat bucket: one collective for all of them.
+void sum_flat(Dist& d, const std::vector<torch::Tensor>& ts, const char* what) {
+  if (ts.empty()) return;
+  torch::NoGradGuard ng;
   std::vector<torch::Tensor> flat;
-  for (auto& p : params) {
-    auto g = p.grad();
-    flat.push_back(g.defined() ? g.reshape(-1) : torch::zeros({p.numel()}, p.options()));
-  }
-  if (flat.empty()) return;
+  for (auto& t : ts) flat.push_back(t.reshape(-1));
   auto bucket = torch::cat(flat);
-  sum_({bucket}, "the sum of the student's gradients");
+  d.sum_({bucket}, what);
   int64_t at = 0;
-  for (auto& p : params) {
-    auto part = bucket.slice(0, at, at + p.numel()).view(p.sizes());
-    at += p.numel();
-    if (p.grad().defined()) p.mutable_grad().copy_(part);
-    else p.mutable_grad() = part.clone();
+  for (auto t : ts) {
+    t.copy_(bucket.slice(0, at, at + t.numel()).view(t.sizes()));
+    at += t.numel();
   }
+}
+}  // namespace
+
+void Dist::sum_gradients(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
+  for (auto p : params) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  sum_flat(*this, grads, "the sum of the student's gradients");
 }
 
 void Dist::average_buffers(torch::jit::Module& m) {
   std::vector<torch::Tensor> bufs;
   for (auto b : m.buffers())
     if (b.is_floating_point()) bufs.push_back(b);
-  if (bufs.empty()) return;
+  sum_flat(*this, bufs, "the mean of the student's BatchNorm statistics");
   torch::NoGradGuard ng;
-  std::vector<torch::Tensor> flat;
-  for (auto& b : bufs) flat.push_back(b.reshape(-1));
-  auto bucket = torch::cat(flat);
-  sum_({bucket}, "the mean of the student's BatchNorm statistics");
-  bucket.div_(double(world()));
-  int64_t at = 0;
-  for (auto& b : bufs) {
-    b.copy_(bucket.slice(0, at, at + b.numel()).view(b.sizes()));
-    at += b.numel();
-  }
+  for (auto& b : bufs) b.div_(double(world()));
 }
 
 }  // namespace dfkd

@@ -120,53 +120,8 @@ double cosine_lr(const SynthConfig& c, int64_t it) {
 }
 }  // namespace
 
-SynthResult InputSynthesizer::run_graphed(Rng& rng, const std::atomic<bool>& cancel, const ProgressFn& progress) {
-  auto dev = teacher_.device();
-  std::vector<int64_t> full{cfg_.batch};
-  full.insert(full.end(), shape_.begin(), shape_.end());
-  auto y = balanced_targets(cfg_.batch, classes_, rng, dev);
-  auto x0 = torch::randn(full, rng.device, torch::TensorOptions().device(dev));
-  if (!graph_) {  // the static buffers, kept across batches (the graph reads their addresses)
-    x_ = torch::zeros(full, x0.options()).requires_grad_(true);
-    y_ = torch::zeros_like(y);
-    offsets_ = torch::zeros({2}, y.options());
-    flip_ = torch::zeros({}, y.options().dtype(torch::kBool));
-    graph_ = std::make_unique<SynthGraph>(x_);
-  }
-  {
-    torch::NoGradGuard ng;
-    x_.copy_(x0);
-    y_.copy_(y);
-  }
-  torch::optim::Adam opt({x_}, torch::optim::AdamOptions(cfg_.lr).betas({cfg_.betas[0], cfg_.betas[1]}));
-  const auto lopts = y.options();
-  StepLosses last;
-  BestBatch best;
-  torch::Tensor finite;
-  for (int64_t it = 0; it < cfg_.iterations; ++it) {
-    if (cancel.load()) fail("E_CANCELLED", "cancelled");
-    if (cfg_.lr_schedule == Schedule::cosine)
-      for (auto& g : opt.param_groups()) g.options().set_lr(cosine_lr(cfg_, it));
-    {
-      torch::NoGradGuard ng;
-      if (cfg_.jitter > 0) offsets_.copy_(torch::randint(-cfg_.jitter, cfg_.jitter + 1, {2}, rng.device, lopts));
-      if (cfg_.flip) flip_.copy_(torch::rand(at::IntArrayRef{}, rng.device, x0.options()) < 0.5);
-    }
-    auto [total, parts] = graph_->step([this] { return loss(shift_flip(x_, offsets_, flip_), y_, nullptr); });
-    finite = still_finite(finite, total);
-    parts.guard(finite, "the synthesis loss", "lower the synthesis lr or the loss weights");
-    best.offer(total, x_);
-    opt.step();
-    if (cfg_.clip > 0) { torch::NoGradGuard ng; x_.clamp_(-cfg_.clip, cfg_.clip); }
-    last = parts;
-    if (progress) progress(it + 1, cfg_.iterations, parts);
-  }
-  return {cfg_.iterations > 0 ? best.x() : x_.detach().clone(), y, last};
-}
-
 SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const std::atomic<bool>& cancel,
                                   const ProgressFn& progress) {
-  if (graphs_) return run_graphed(rng, cancel, progress);
   auto dev = teacher_.device();
   std::vector<int64_t> full{cfg_.batch};
   full.insert(full.end(), shape_.begin(), shape_.end());
@@ -181,7 +136,22 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
     y = y.slice(0, at, at + n);
     x0 = x0.slice(0, at, at + n).clone();
   }
-  auto x = x0.requires_grad_(true);
+  torch::Tensor x;
+  if (graphs_) {  // the graph's static inputs, kept across batches (it reads their addresses)
+    if (!graph_) {
+      x_ = torch::zeros(full, x0.options()).requires_grad_(true);
+      y_ = torch::zeros_like(y);
+      offsets_ = torch::zeros({2}, y.options());
+      flip_ = torch::zeros({}, y.options().dtype(torch::kBool));
+      graph_ = std::make_unique<SynthGraph>(x_);
+    }
+    torch::NoGradGuard ng;
+    x_.copy_(x0);
+    y_.copy_(y);
+    x = x_;
+  } else {
+    x = x0.requires_grad_(true);
+  }
   torch::optim::Adam opt({x}, torch::optim::AdamOptions(cfg_.lr).betas({cfg_.betas[0], cfg_.betas[1]}));
   bool student_training = student && student->is_training();
   if (student) student->eval();
@@ -195,19 +165,31 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
     }
     if (cfg_.lr_schedule == Schedule::cosine)
       for (auto& g : opt.param_groups()) g.options().set_lr(cosine_lr(cfg_, it));
-    torch::Tensor xin = jitter_flip(x, cfg_.jitter, cfg_.flip, rng);
-    opt.zero_grad();
-    auto [total, parts] = loss(xin, y, student);
+    // The loss and its backward: jitter and flip drawn on the host (eager), or on the device into
+    // the graph's buffers. Data-parallel, each share's gradient is its part of the whole batch's.
+    torch::Tensor total;
+    StepLosses parts;
+    if (graphs_) {
+      {
+        torch::NoGradGuard ng;
+        if (cfg_.jitter > 0) offsets_.copy_(torch::randint(-cfg_.jitter, cfg_.jitter + 1, {2}, rng.device, y_.options()));
+        if (cfg_.flip) flip_.copy_(torch::rand(at::IntArrayRef{}, rng.device, x_.options()) < 0.5);
+      }
+      std::tie(total, parts) = graph_->step([this] { return loss(shift_flip(x_, offsets_, flip_), y_, nullptr); });
+    } else {
+      torch::Tensor xin = jitter_flip(x, cfg_.jitter, cfg_.flip, rng);
+      opt.zero_grad();
+      std::tie(total, parts) = loss(xin, y, student);
+      (world > 1 ? total / double(world) : total).backward();
+    }
     finite = still_finite(finite, total);
     parts.guard(finite, "the synthesis loss", "lower the synthesis lr or the loss weights");
-    if (world > 1) {  // the whole batch's loss picks the best batch; each share's gradient is its part of it
+    if (world > 1) {  // the whole batch's loss picks the best batch
       auto mean = total.detach().clone();
       d->sum_({mean}, "the synthesis loss");
       best.offer(mean / double(world), x);
-      (total / double(world)).backward();
     } else {
       best.offer(total, x);
-      total.backward();
     }
     opt.step();
     if (cfg_.clip > 0) { torch::NoGradGuard ng; x.clamp_(-cfg_.clip, cfg_.clip); }
@@ -215,7 +197,7 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
     if (progress) progress(it + 1, cfg_.iterations, parts);
   }
   if (student_training) student->train();
-  return {cfg_.iterations > 0 ? best.x() : x.detach(), y, last};
+  return {cfg_.iterations > 0 ? best.x() : x.detach().clone(), y, last};
 }
 
 }  // namespace dfkd

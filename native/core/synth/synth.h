@@ -101,7 +101,6 @@ class InputSynthesizer : public BatchSynth {
   bool use_graphs();
 
  private:
-  SynthResult run_graphed(Rng& rng, const std::atomic<bool>& cancel, const ProgressFn& progress);
   Teacher& teacher_;
   SynthConfig cfg_;
   std::vector<LayerTarget> layers_;
