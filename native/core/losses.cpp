@@ -33,15 +33,15 @@ namespace {
 torch::Tensor rows_by_channel(const torch::Tensor& act) {  // [M, C]
   return act.dim() == 2 ? act : act.transpose(0, 1).reshape({act.size(1), -1}).t();
 }
-// The global batch's per-channel mean and biased variance when this thread's job is data-parallel
-// (dist.h): per-rank sums, sums of squares and counts, all-reduced with gradients flowing back to
-// every rank's share. Undefined tensors on one process.
 // The mean over dim 0 (the batch): the global batch's in a data-parallel job (equal shares).
 torch::Tensor batch_mean(const torch::Tensor& t) {
   Dist* d = active_dist();
   if (!d || d->world() < 2) return t.mean(0);
   return d->all_sum(t.sum(0)) / double(t.size(0) * d->world());
 }
+// The global batch's per-channel mean and biased variance when this thread's job is data-parallel
+// (dist.h): per-rank sums, sums of squares and counts, all-reduced with gradients flowing back to
+// every rank's share. Undefined tensors on one process.
 std::pair<torch::Tensor, torch::Tensor> global_moments(const torch::Tensor& act) {
   Dist* d = active_dist();
   if (!d || d->world() < 2) return {};
