@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { environment } from "./run.mjs";
+import { environment, timeTo, timeToCell, TIME_TO_BARS } from "./run.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const USAGE = `usage: node bench/family.mjs [options]
@@ -180,11 +180,7 @@ export function table(...files) {
       for (const m of methods) {
         const c = rs.filter((r) => r.teacher === t && r.method === m && r.curve);
         if (!c.length) continue;
-        const at = (bar) => {
-          const ts = c.map((r) => r.curve.find(([, a]) => a >= bar)?.[0]).filter((v) => v !== undefined);
-          return ts.length ? `${(ts.reduce((a, b) => a + b, 0) / ts.length).toFixed(0)} s (${ts.length}/${c.length})` : `— (0/${c.length})`;
-        };
-        md += `| ${t} | ${m} | ${at(0.95)} | ${at(0.97)} | ${at(0.98)} |\n`;
+        md += `| ${t} | ${m} | ${TIME_TO_BARS.map((b) => timeToCell(timeTo(c.map((r) => r.curve), b))).join(" | ")} |\n`;
       }
   }
   return md;

@@ -15,7 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { barChart } from "./plot.mjs";
+import { barChart, lineChart, PALETTE } from "./plot.mjs";
 import { pythonEnv } from "../scripts/libtorch.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -29,6 +29,9 @@ const USAGE = `usage: node bench/run.mjs <accuracy|speed|all|report> [options]  
   --threads N        CPU threads for ours and for the eager reference (default 2)
   --seeds a,b        accuracy: run each row once per seed; the row gives the mean, and the
                      spread between seeds (default 0)
+  --eval-every N     accuracy: evaluate the student every N student steps (time to accuracy: each
+                     run keeps its curve of accuracy against the job's seconds, evaluations excluded;
+                     the table gains time to 95/97/98%, and time-to-accuracy.png the curves)
   --split val|report accuracy: score on the validation rows (7000..8499, for choosing presets;
                      written to accuracy.val.json) or the report rows (8500..9999, the table;
                      accuracy.json). Default report. Splits: src/splits.ts
@@ -55,7 +58,7 @@ const USAGE = `usage: node bench/run.mjs <accuracy|speed|all|report> [options]  
                      device's, so on a GPU the two sides' losses are not expected to agree)`;
 
 function parseArgs(argv) {
-  const o = { cmd: argv[0], quick: false, threads: 2, seeds: [0], split: "report", repeats: 5, minIters: 5, batches: [64, 256], seconds: 2, warmup: 3,
+  const o = { cmd: argv[0], quick: false, threads: 2, seeds: [0], evalEvery: 0, split: "report", repeats: 5, minIters: 5, batches: [64, 256], seconds: 2, warmup: 3,
     teachers: ["lenet5", "resnet8"], kinds: ["deepinversion", "spectral", "adversarial", "dafl", "classical"], only: [],
     variants: ["eager-malloc", "ours-system"], lossTol: 1e-3, device: "cpu" };
   const list = (v) => String(v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
@@ -76,6 +79,7 @@ function parseArgs(argv) {
     }
     else if (a === "--repeats") o.repeats = Math.round(pos(v(), a));
     else if (a === "--min-iters") o.minIters = Math.round(pos(v(), a));
+    else if (a === "--eval-every") o.evalEvery = Math.round(pos(v(), a));
     else if (a === "--split") {
       o.split = v();
       if (!["val", "report"].includes(o.split)) usage("--split needs val or report");
@@ -159,6 +163,15 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+/** Curves [[seconds, accuracy], ...] (one per run) -> mean seconds to reach `bar` over the runs that did, and how many did. */
+export function timeTo(curves, bar) {
+  const ts = curves.map((c) => c.find(([, a]) => a >= bar)?.[0]).filter((v) => v !== undefined);
+  return { seconds: ts.length ? ts.reduce((a, b) => a + b, 0) / ts.length : null, reached: ts.length, runs: curves.length };
+}
+export const TIME_TO_BARS = [0.95, 0.97, 0.98];
+/** A timeTo() result in a table cell: "78 s (3/3)" or "— (0/3)". */
+export const timeToCell = (t) => `${t.seconds === null ? "—" : `${t.seconds.toFixed(0)} s`} (${t.reached}/${t.runs})`;
+
 function readJson(file) {
   try { return JSON.parse(readFileSync(file, "utf8")); } catch { return undefined; }
 }
@@ -234,7 +247,7 @@ async function accuracy(dfkd, o) {
     const overrides = Object.fromEntries(Object.entries(p).filter(([k]) => !k.startsWith("$")));
     const method = overrides.method ?? name;
     let cfg = merge({ teacher: dfkd.BUNDLED_TEACHER, student: "lenet5_half", method, seed: 0, threads: o.threads,
-      test: testSet, outDir: path.join(work, name) }, overrides);
+      test: testSet, outDir: path.join(work, name), ...(o.evalEvery > 0 ? { evalEvery: o.evalEvery } : {}) }, overrides);
     if (method === "classical") cfg.data ??= split.train;
     if (p.$stats) {
       if (!stats) {
@@ -265,7 +278,8 @@ async function accuracy(dfkd, o) {
       }
       const wall = (performance.now() - t0) / 1000;
       const ev = r.evaluation ?? {};
-      runs.push({ seed, studentAccuracy: ev.studentAccuracy, agreement: ev.agreement, wallSeconds: wall });
+      runs.push({ seed, studentAccuracy: ev.studentAccuracy, agreement: ev.agreement, wallSeconds: wall,
+        ...(o.evalEvery > 0 ? { curve: (r.evals ?? []).map((e) => [+e.elapsed.toFixed(2), e.studentAccuracy]) } : {}) });
       console.log(`top-1 ${pct(ev.studentAccuracy)}, agreement ${pct(ev.agreement)}, ${fmtTime(wall)}, ${r.synthesized} synthesized`);
     }
     if (error) {
@@ -281,7 +295,8 @@ async function accuracy(dfkd, o) {
     rows.push({
       id: name, label: p.$label ?? name, method, threads: o.threads, seeds: o.seeds, commit: prov.commit, split: scored,
       studentAccuracy: mean(accs), agreement: mean(runs.map((x) => x.agreement)),
-      ...(runs.length > 1 ? { studentAccuracyMin: Math.min(...accs), studentAccuracyMax: Math.max(...accs), runs } : {}),
+      ...(runs.length > 1 || o.evalEvery > 0 ? { studentAccuracyMin: Math.min(...accs), studentAccuracyMax: Math.max(...accs), runs } : {}),
+      ...(o.evalEvery > 0 ? { evalEvery: o.evalEvery, timeTo: Object.fromEntries(TIME_TO_BARS.map((b) => [b, timeTo(runs.map((x) => x.curve), b)])) } : {}),
       teacherAccuracy: ev.teacherAccuracy, testSamples: ev.samples, wallSeconds: mean(runs.map((x) => x.wallSeconds)), timings: r.timings,
       synthesized: r.synthesized, realImages: method === "classical" ? 7000 : 0, studentSteps: r.studentSteps,
       statsSeconds: p.$stats ? statsSeconds : undefined, date: prov.date, provenance: prov, config,
@@ -603,19 +618,22 @@ function provenanceCell(r) {
 
 function accuracyTable(L, acc) {
   const s = acc.setting;
-  L.push("| method | top-1 | agreement with teacher | wall time | synthesized images | published (unverified) | seeds: min–max top-1 | scored on | provenance |",
-    "| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
-    `| **teacher** LeNet-5 | ${pct(s.teacherAccuracy)} | — | — | — | ${acc.published.teacher.value.toFixed(2)}% (${acc.published.teacher.what}) | — | | |`);
+  // time to 95/97/98%: a column when some row was run with --eval-every
+  const tt = acc.rows.some((r) => r.timeTo);
+  const ttCell = (r) => (tt ? ` ${r.timeTo ? TIME_TO_BARS.map((b) => timeToCell(r.timeTo[b])).join(" / ") : "not measured"} |` : "");
+  L.push(`| method | top-1 | agreement with teacher | wall time |${tt ? " time to 95 / 97 / 98% (reached/runs) |" : ""} synthesized images | published (unverified) | seeds: min–max top-1 | scored on | provenance |`,
+    `| --- | ---: | ---: | ---: |${tt ? " --- |" : ""} ---: | --- | --- | --- | --- |`,
+    `| **teacher** LeNet-5 | ${pct(s.teacherAccuracy)} | — | — |${tt ? " — |" : ""} — | ${acc.published.teacher.value.toFixed(2)}% (${acc.published.teacher.what}) | — | | |`);
   for (const r of acc.rows) {
     const pub = acc.published.rows[r.id];
     if (r.error) {
-      L.push(`| ${r.label} | failed: ${r.error.replace(/\|/g, "/").slice(0, 160)} | | | | ${pub ? `${pub.value.toFixed(2)}% (${pub.what})` : "—"} | | ${scoredOn(r)} | ${provenanceCell(r)} |`);
+      L.push(`| ${r.label} | failed: ${r.error.replace(/\|/g, "/").slice(0, 160)} | | |${tt ? " |" : ""} | ${pub ? `${pub.value.toFixed(2)}% (${pub.what})` : "—"} | | ${scoredOn(r)} | ${provenanceCell(r)} |`);
       continue;
     }
     const synth = r.method === "classical" ? `— (${fmtNum(r.realImages)} real)` : fmtNum(r.synthesized);
     const over = r.wallSeconds > 900 ? " (over 15 min)" : "";
-    const seeds = r.runs ? `${r.runs.length} seeds (${r.seeds.join(", ")}): ${pct(r.studentAccuracyMin)}–${pct(r.studentAccuracyMax)}` : `1 (seed ${r.seeds?.[0] ?? 0})`;
-    L.push(`| ${r.label} | ${pct(r.studentAccuracy)} | ${pct(r.agreement)} | ${fmtTime(r.wallSeconds)}${over} | ${synth} | ${pub ? `${pub.value.toFixed(2)}% (${pub.what})` : "—"} | ${seeds} | ${scoredOn(r)} | ${provenanceCell(r)} |`);
+    const seeds = r.runs?.length > 1 ? `${r.runs.length} seeds (${r.seeds.join(", ")}): ${pct(r.studentAccuracyMin)}–${pct(r.studentAccuracyMax)}` : `1 (seed ${r.seeds?.[0] ?? 0})`;
+    L.push(`| ${r.label} | ${pct(r.studentAccuracy)} | ${pct(r.agreement)} | ${fmtTime(r.wallSeconds)}${over} |${ttCell(r)} ${synth} | ${pub ? `${pub.value.toFixed(2)}% (${pub.what})` : "—"} | ${seeds} | ${scoredOn(r)} | ${provenanceCell(r)} |`);
   }
 }
 
@@ -742,6 +760,18 @@ function report(o) {
         : `top-1 (%) on ${acc.rows[0]?.testSamples ?? "?"} images (${acc.rows[0]?.split?.name} rows ${acc.rows[0]?.split?.rows}), threads ${acc.env.threads}, ${acc.env.date.slice(0, 10)}, commit ${acc.env.commit}`,
       bars, lines,
     }));
+    // Time to accuracy (--eval-every): every run's curve, one colour per row.
+    const curved = acc.rows.filter((r) => r.runs?.some((x) => x.curve?.length));
+    if (curved.length) {
+      const series = curved.flatMap((r, i) => r.runs.filter((x) => x.curve?.length).map((x) => ({
+        label: r.id, color: PALETTE[i % PALETTE.length], points: x.curve.map(([t, a]) => [t, a * 100]) })));
+      const first = curved[0];
+      writeFileSync(path.join(o.out, "time-to-accuracy.png"), lineChart({
+        title: `MNIST LeNet-5 -> LeNet-5-half: student top-1 against time${acc.quick ? " (QUICK MODE)" : ""}`,
+        xMax: Math.max(...curved.flatMap((r) => r.runs.map((x) => x.wallSeconds))), series,
+        subtitle: `${first.split?.name} rows ${first.split?.rows}, ${acc.env.threads} threads, evaluated every ${first.evalEvery} student steps (not counted), one line per seed; commit ${acc.env.commit}, ${acc.env.date.slice(0, 10)}`,
+      }));
+    }
   }
 }
 
@@ -760,7 +790,7 @@ async function main() {
     if (o.cmd === "speed" || o.cmd === "all") await speed(dfkd, o);
   }
   report(o);
-  console.log(`bench: wrote ${rel(o.out)}/{${["accuracy.json", "speed.json", "README.md", "accuracy.png"].filter((f) => existsSync(path.join(o.out, f))).join(",")}} in ${fmtTime((performance.now() - t0) / 1000)}`);
+  console.log(`bench: wrote ${rel(o.out)}/{${["accuracy.json", "speed.json", "README.md", "accuracy.png", "time-to-accuracy.png"].filter((f) => existsSync(path.join(o.out, f))).join(",")}} in ${fmtTime((performance.now() - t0) / 1000)}`);
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -105,10 +105,10 @@ describe("benchmarks (bench/run.mjs --quick)", () => {
     expect(png.readUInt32BE(16)).toBeGreaterThan(100);  // IHDR width
   }, 240_000);
 
-  it.skipIf(SKIP_MNIST)("--seeds runs a row once per seed and reports the mean and the spread", async () => {
+  it.skipIf(SKIP_MNIST)("--seeds runs a row once per seed and reports the mean and the spread; --eval-every adds each run's curve and the time to 95/97/98%", async () => {
     requireMnist();
     const out = tmp("dfkd-bench-");
-    await run(["accuracy", "--quick", "--only", "noise", "--seeds", "0,1,2", "--threads", "1", "--out", out]);
+    await run(["accuracy", "--quick", "--only", "noise", "--seeds", "0,1,2", "--eval-every", "1", "--threads", "1", "--out", out]);
     const [row] = JSON.parse(readFileSync(path.join(out, "accuracy.json"), "utf8")).rows;
     expect(row.seeds).toEqual([0, 1, 2]);
     expect(row.split.name).toBe("report");
@@ -118,6 +118,16 @@ describe("benchmarks (bench/run.mjs --quick)", () => {
     expect([row.studentAccuracyMin, row.studentAccuracyMax]).toEqual([Math.min(...accs), Math.max(...accs)]);
     const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
     expect(readFileSync(path.join(out, "README.md"), "utf8")).toContain(`3 seeds (0, 1, 2): ${pct(row.studentAccuracyMin)}–${pct(row.studentAccuracyMax)} |`);
+    // time to accuracy: every run's curve (one point per student step here), seconds rising
+    expect(row.evalEvery).toBe(1);
+    for (const r of row.runs as { curve: [number, number][] }[]) {
+      expect(r.curve.length).toBe(row.studentSteps);  // an evaluation after every student step
+      for (let i = 1; i < r.curve.length; i++) expect(r.curve[i][0]).toBeGreaterThanOrEqual(r.curve[i - 1][0]);
+    }
+    expect(Object.keys(row.timeTo)).toEqual(["0.95", "0.97", "0.98"]);
+    expect(row.timeTo["0.95"]).toEqual({ seconds: null, reached: 0, runs: 3 });  // noise, 5 steps: never 95%
+    expect(readFileSync(path.join(out, "README.md"), "utf8")).toContain("| time to 95 / 97 / 98% (reached/runs) |");
+    expect(readFileSync(path.join(out, "time-to-accuracy.png")).subarray(1, 4).toString()).toBe("PNG");
     // --split val: the same row on the validation rows, in its own file; the report table is untouched
     await run(["accuracy", "--quick", "--only", "noise", "--split", "val", "--threads", "1", "--out", out]);
     const val = JSON.parse(readFileSync(path.join(out, "accuracy.val.json"), "utf8"));
