@@ -577,7 +577,8 @@ const pct = (x) => (x === undefined || x === null ? "n/a" : `${(100 * x).toFixed
 function fmtTime(s) {
   if (s === undefined || s === null) return "n/a";
   if (s < 60) return `${s.toFixed(1)} s`;
-  return `${Math.floor(s / 60)} min ${String(Math.round(s % 60)).padStart(2, "0")} s`;
+  const r = Math.round(s);  // (299.6 s is 5 min 00 s, not 4 min 60 s)
+  return `${Math.floor(r / 60)} min ${String(r % 60).padStart(2, "0")} s`;
 }
 const fmtRate = (x) => (x === undefined || x === null || !Number.isFinite(x) ? "n/a" : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 const fmtNum = (n) => n.toLocaleString("en-US");
@@ -767,7 +768,7 @@ function report(o) {
         label: r.id, color: PALETTE[i % PALETTE.length], points: x.curve.map(([t, a]) => [t, a * 100]) })));
       const first = curved[0];
       writeFileSync(path.join(o.out, "time-to-accuracy.png"), lineChart({
-        title: `MNIST LeNet-5 -> LeNet-5-half: student top-1 against time${acc.quick ? " (QUICK MODE)" : ""}`,
+        title: `MNIST LeNet-5 -> half: top-1 vs time${acc.quick ? " (QUICK)" : ""}`,
         xMax: Math.max(...curved.flatMap((r) => r.runs.map((x) => x.wallSeconds))), series,
         subtitle: `${first.split?.name} rows ${first.split?.rows}, ${acc.env.threads} threads, evaluated every ${first.evalEvery} student steps (not counted), one line per seed; commit ${acc.env.commit}, ${acc.env.date.slice(0, 10)}`,
       }));
