@@ -13,7 +13,9 @@
 #   5. The test suite with DFKD_DEVICE=cuda (every job's default device).
 #   6. The speed benchmark at batch 256, ours against eager PyTorch on the same GPU (and ours with
 #      bf16 autocast + channels-last); then a classical run eager, with CUDA graphs, and in bf16.
-#   7. bench/results/gpu.json: device name, torch, CUDA, driver, the suite's counts, the speed rows.
+#   6c. With 2 or more GPUs and NCCL compiled in: the same fast job on 1, 2, 4, 8 ranks (--nproc).
+#   7. bench/results/gpu.json: device name, torch, CUDA, driver, the suite's counts, the speed rows,
+#      the scaling rows.
 #
 # Usage: bash scripts/gpu_check.sh [outdir]        (default outdir: gpu-check)
 set -euo pipefail
@@ -105,6 +107,20 @@ for (const [name, extra] of [['eager', {}], ['cudaGraphs', { cudaGraphs: true }]
 writeFileSync('$OUT/graphs.json', JSON.stringify(out, null, 2));
 " 2>&1 | tee "$OUT/graphs.log" || true
 
+# 6c. Data parallelism on NCCL (issue 17), on a machine with 2 or more GPUs: the same fast job
+# (fixed sizes, global batches of 1024) on 1, 2, 4, 8 ranks, one GPU each (--nproc: cuda:LOCAL_RANK).
+NGPU=$("$NODE" -e "console.log(JSON.parse(process.argv[1]).cudaDevices)" "$RUNTIME")
+if "$NODE" -e "process.exit(JSON.parse(process.argv[1]).nccl ? 0 : 3)" "$RUNTIME" && [ "$NGPU" -ge 2 ]; then
+  for n in 1 2 4 8; do
+    [ "$n" -le "$NGPU" ] || break
+    "$NODE" dist/cli.js distill models/mnist_lenet5.pt --method fast --device cuda --rounds 100 --synth-batch 1024 \
+      --batch-size 1024 --steps-per-round 10 --seed 0 --out "$OUT/scale-$n" --json -q --nproc "$n" 2>"$OUT/scale-$n.log" | tail -1 > "$OUT/scale-$n.json" || true
+    say "scaling, $n rank(s): $(cut -c1-200 "$OUT/scale-$n.json")"
+  done
+else
+  say "NCCL not compiled in, or fewer than 2 GPUs ($NGPU): no multi-GPU scaling run"
+fi
+
 # 7. The record
 "$NODE" --input-type=module -e "
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -119,6 +135,9 @@ writeFileSync('bench/results/gpu.json', JSON.stringify({
   tests: t && { passed: t.numPassedTests, failed: t.numFailedTests, skipped: t.numPendingTests },
   speed: read('$OUT/speed/speed.json'),
   graphs: read('$OUT/graphs.json'),
+  scaling: [1, 2, 4, 8].map((n) => { try { return { n, r: read('$OUT/scale-' + n + '.json') }; } catch { return { n, r: null }; } }).filter((x) => x.r?.type === 'report').map(({ n, r }) => ({
+    ranks: n, seconds: r.timings.total, synthesize: r.timings.synthesize, train: r.timings.train, accuracy: r.evaluation?.studentAccuracy,
+    collectives: r.distributed?.collectives })),
 }, null, 2) + '\n');
 console.log('gpu_check: wrote bench/results/gpu.json');
 " "$RUNTIME"

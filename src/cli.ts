@@ -2,9 +2,10 @@
 // dfkd command line: distill, eval, info, stats, zoo.
 import { Command, CommanderError, Option } from "commander";
 import cliProgress from "cli-progress";
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
+import os from "node:os";
+import { freePort } from "./ports.js";
 import { DfkdError, defaults, distill, evaluate, info, stats, zoo, type DistillConfig, type DatasetSpec, type Job, type JobEvent } from "./index.js";
 import { mainJob, mnistSplit, hasMnist, mnistDir } from "./presets.js";
 
@@ -50,18 +51,6 @@ function fail(e: unknown, json: boolean): never {
   process.exit(err.code === "E_CANCELLED" ? EXIT.cancelled : err.code === "E_CONFIG" ? EXIT.usage : EXIT.error);
 }
 
-/** A free TCP port on 127.0.0.1 (the rendezvous of --nproc's local ranks). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * `dfkd distill --nproc N`: this same command as N local processes with torchrun's variables
  * (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR 127.0.0.1, a free MASTER_PORT). Rank 0's output is
@@ -78,13 +67,15 @@ async function launchRanks(n: number): Promise<never> {
     if (a === "--nproc") i++;
     else if (!a.startsWith("--nproc=")) args.push(a);
   }
-  const children: ChildProcess[] = [];
   const codes: (number | null)[] = new Array(n).fill(null);
   process.on("SIGINT", () => { /* the ranks get it too and stop themselves */ });
   await Promise.all(Array.from({ length: n }, (_, rank) => new Promise<void>((resolve) => {
-    const env = { ...process.env, RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port) };
+    // Without OMP_NUM_THREADS each rank gets its share of the cores (libtorch's default is all of
+    // them: N ranks x all cores oversubscribe the machine; torchrun sets 1 in this case, we split
+    // the cores); `threads` in the config or --threads still decide.
+    const omp = process.env.OMP_NUM_THREADS || String(Math.max(1, Math.floor(os.availableParallelism() / n)));
+    const env = { ...process.env, OMP_NUM_THREADS: omp, RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port) };
     const child = spawn(process.execPath, [process.argv[1], ...args], { env, stdio: rank === 0 ? "inherit" : ["ignore", "ignore", "pipe"] });
-    children.push(child);
     child.stderr?.on("data", (d: Buffer) => {
       for (const line of d.toString().split("\n").filter(Boolean)) process.stderr.write(`[rank ${rank}] ${line}\n`);
     });
@@ -177,7 +168,7 @@ program.command("distill").description("distill a teacher into a smaller student
   .option("-o, --out <dir>", "output folder (student.pt, report.json, samples, checkpoint)")
   .option("--resume <checkpoint>", "continue a cancelled run from its checkpoint")
   .option("--json", "print events and the report as JSON lines on stdout").option("-q, --quiet", "no progress output")
-  .option("--nproc <n>", "data-parallel: run as n local processes (c10d Gloo on 127.0.0.1; set --threads so n x threads <= cores)", int)
+  .option("--nproc <n>", "data-parallel: run as n local processes (c10d Gloo on 127.0.0.1); each takes cores/n threads unless --threads or OMP_NUM_THREADS says otherwise", int)
   .option("--dist-timeout <s>", "data-parallel: seconds a rank waits for the others before E_DISTRIBUTED (default 300)", num)
   .action(async (teacher: string | undefined, o) => {
     try {

@@ -78,8 +78,13 @@ export interface DistillReport {
   hostSyncs: { reads: number; progressEvents: number; evals: number; items?: number };
   /** A data-parallel run (config `distributed`, WORLD_SIZE > 1): this process's rank and the
    * group. Only rank 0's report is written (and its student); `config.train.batchSize` is the
-   * global batch, each rank steps on `studentBatchPerRank` of it. */
-  distributed?: { rank: number; world: number; backend: "gloo"; studentBatchPerRank: number; timeout: number };
+   * global batch, each rank steps on `studentBatchPerRank` of it. `collectives`: rank 0's
+   * all-reduces and broadcasts over the run — how many, the megabytes it put into them, and the
+   * seconds from issuing each to its completion (transfer plus waiting for slower ranks). */
+  distributed?: {
+    rank: number; world: number; backend: "gloo" | "nccl"; studentBatchPerRank: number; timeout: number;
+    collectives: { count: number; megabytes: number; seconds: number };
+  };
   losses: { student: Record<string, number>; synthesis: Record<string, number> };
   /** Where this report was written. */
   report: string;

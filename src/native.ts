@@ -30,8 +30,10 @@ export interface RuntimeInfo {
   cudaDevices: number;
   /** the CUDA-graph path is compiled in (a CUDA torch with its CUDA C runtime and CCCL headers) */
   cudaGraphs: boolean;
-  /** c10d's Gloo process group is compiled in (data-parallel jobs across processes; dist.h) */
+  /** c10d's Gloo process group is compiled in (data-parallel jobs across processes on the CPU; dist.h) */
   distributed: boolean;
+  /** c10d's NCCL process group is compiled in (data-parallel jobs on CUDA devices, one per local rank) */
+  nccl: boolean;
   /** libtorch's intra-op threads in this process (a job's `threads` sets it for that job) */
   threads: number;
   cpuCache: CpuCacheStats;

@@ -1,9 +1,9 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { runtime } from "../src/index.js";
+import { freePort } from "../src/ports.js";
 import { blobs, CLI, fx, mnistVal, requireMnist, SKIP_MNIST, TEACHER, tmp } from "./helpers.js";
 
 // Data-parallel runs over c10d's Gloo group on 127.0.0.1 (native/core/dist.cpp). The step-level
@@ -36,13 +36,6 @@ function cli(args: string[], env: Record<string, string> = {}, onLine?: (l: Reco
   return { child, done };
 }
 
-const freePort = () => new Promise<number>((resolve) => {
-  const srv = createServer().listen(0, "127.0.0.1", () => {
-    const port = (srv.address() as { port: number }).port;
-    srv.close(() => resolve(port));
-  });
-});
-
 // DeepInversion on the tiny BN teacher of the fixtures (3 blob classes): CI-sized.
 const job = (out: string, rounds: number) => ["distill", fx("tiny_bn.pt"), "--student", "resnet8", "--method", "deepinversion",
   "--rounds", String(rounds), "--iterations", "30", "--synth-batch", "32", "--steps-per-round", "20", "--batch-size", "32",
@@ -73,24 +66,66 @@ describe.skipIf(!runtime().distributed)("data-parallel runs (c10d Gloo, 2 local 
     const r1 = one.lines.at(-1)!, r2 = two.lines.at(-1)!;
     expect(r2.type).toBe("report");
     expect(r2.distributed).toMatchObject({ rank: 0, world: 2, backend: "gloo", studentBatchPerRank: 64 });
+    // rank 0's collectives: at least one gradient bucket per student step, each the student's size
+    const c = r2.distributed.collectives;
+    expect(c.count).toBeGreaterThan(12 * 40);
+    expect(c.megabytes).toBeGreaterThan((12 * 40 * 4 * r2.student.parameters) / 1e6);
+    expect(c.seconds).toBeGreaterThan(0);
+    expect(c.seconds).toBeLessThan(r2.timings.total);
     expect(r2.config.train.batchSize).toBe(128);
     expect(r2.synthesized).toBe(12 * 64);  // rank 0's share of each batch
     expect(r2.studentSteps).toBe(12 * 40);
     expect(existsSync(path.join(o2, "student.pt")) && existsSync(path.join(o2, "report.json"))).toBe(true);
     const a1 = r1.evaluation.studentAccuracy, a2 = r2.evaluation.studentAccuracy;
     console.log(`deepinversion, 12 rounds: 1 process ${(a1 * 100).toFixed(2)}%, 2 ranks ${(a2 * 100).toFixed(2)}% (validation rows)`);
-    expect(a1).toBeGreaterThan(0.8);
-    expect(a2).toBeGreaterThan(a1 - 0.1);
+    expect(a1).toBeGreaterThan(0.85);
+    expect(a2).toBeGreaterThan(a1 - 0.05);
   });
 
-  it("refuses, before any rendezvous, a method it cannot split and a malformed environment", async () => {
+  it.skipIf(SKIP_MNIST)("fast runs data-parallel: --nproc 2 gives a student in the band of the one-process run", async () => {
+    // The fast recipe on the bundled MNIST teacher, CI-sized (30 rounds of 256 images), 1 thread
+    // per process, validation rows. Each rank runs the meta generator on the whole batch and the
+    // teacher on its share; the synthesis equals one process's (core_tests "dist"); the student
+    // side differs as in the deepinversion test above, here with 128 images a rank: 1 process
+    // 91.87%, 2 ranks 92.53% (seed 0, this change's build).
+    requireMnist();
+    const cfgFile = (out: string) => {
+      const f = path.join(out, "config.json");
+      writeFileSync(f, JSON.stringify({ teacher: TEACHER, method: "fast", seed: 0, threads: 1, test: mnistVal(), outDir: out, synth: { rounds: 30 } }));
+      return f;
+    };
+    const o1 = tmp(), o2 = tmp();
+    const one = await cli(["distill", "-c", cfgFile(o1), "--json", "-q"]).done;
+    const two = await cli(["distill", "-c", cfgFile(o2), "--json", "-q", "--nproc", "2"]).done;
+    expect(one.status, one.stderr).toBe(0);
+    expect(two.status, two.stderr).toBe(0);
+    const r1 = one.lines.at(-1)!, r2 = two.lines.at(-1)!;
+    expect(r2.distributed).toMatchObject({ rank: 0, world: 2, backend: "gloo" });
+    expect(r2.synthesized).toBe(r1.synthesized / 2);  // rank 0's share of each batch
+    expect(r2.studentSteps).toBe(r1.studentSteps);
+    const a1 = r1.evaluation.studentAccuracy, a2 = r2.evaluation.studentAccuracy;
+    console.log(`fast, 30 rounds: 1 process ${(a1 * 100).toFixed(2)}%, 2 ranks ${(a2 * 100).toFixed(2)}% (validation rows)`);
+    expect(a1).toBeGreaterThan(0.85);
+    expect(a2).toBeGreaterThan(a1 - 0.05);
+  });
+
+  it("adversarial runs data-parallel too (CI-sized, tiny teacher), and a malformed environment is refused before any rendezvous", async () => {
+    // The generator step's equivalence (2 ranks at B/2 = 1 rank at B) is in core_tests "dist";
+    // here the job's wiring: both batches global, each rank a share, rank 0 reports.
+    const out = tmp();
+    const adv = await cli(["distill", fx("tiny_bn.pt"), "--student", "resnet8", "--method", "adversarial", "--epochs", "1", "--iters-per-epoch", "4",
+      "--batch-size", "32", "--threads", "1", "--seed", "3", "--test", blobs.test.images, "--test-labels", blobs.test.labels, "--out", out, "--json", "-q", "--nproc", "2"]).done;
+    expect(adv.status, adv.stderr).toBe(0);
+    const rep = adv.lines.at(-1)!;
+    expect(rep.type).toBe("report");
+    expect(rep.distributed).toMatchObject({ rank: 0, world: 2, studentBatchPerRank: 16 });
+    expect(rep.config.train.batchSize).toBe(32);
+    expect(rep.config.adversarial.batchSize).toBe(32);
+    expect(rep.studentSteps).toBe(4 * rep.config.adversarial.studentSteps);
+    expect(rep.synthesized).toBe(4 * (rep.config.adversarial.studentSteps * 16 + 16));  // rank 0's shares
     const base = ["distill", fx("tiny_bn.pt"), "--student", "resnet8", "--rounds", "1", "--out", tmp(), "--json"];
-    const env = { WORLD_SIZE: "2", RANK: "0", MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(await freePort()) };
-    const fast = await cli([...base, "--method", "fast"], env).done;
-    expect(fast.status).toBe(2);
-    expect(fast.lines.at(-1)).toMatchObject({ type: "error", code: "E_CONFIG" });
-    expect(fast.lines.at(-1)!.message).toMatch(/'fast' runs on one process.*deepinversion/);
-    const bad = await cli([...base, "--method", "deepinversion"], { ...env, RANK: "5" }).done;
+    const env = { WORLD_SIZE: "2", RANK: "5", MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(await freePort()) };
+    const bad = await cli([...base, "--method", "deepinversion"], env).done;
     expect(bad.lines.at(-1)).toMatchObject({ type: "error", code: "E_CONFIG", message: "RANK 5 is not below WORLD_SIZE 2" });
   });
 

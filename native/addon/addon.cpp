@@ -214,8 +214,9 @@ Napi::Value Runtime(const Napi::CallbackInfo& info) {
   o.Set("torch", TORCH_VERSION);
   o.Set("cuda", torch::cuda::is_available());
   o.Set("cudaDevices", double(torch::cuda::device_count()));
-  o.Set("cudaGraphs", dfkd::StudentGraph::compiled());
+  o.Set("cudaGraphs", dfkd::graphs_compiled());
   o.Set("distributed", dfkd::Dist::compiled());
+  o.Set("nccl", dfkd::Dist::nccl_compiled());
   o.Set("threads", double(at::get_num_threads()));
   auto cs = dfkd::cpu_cache_stats();
   auto c = Napi::Object::New(info.Env());

@@ -1,12 +1,19 @@
 #include "core/dist.h"
 
+#include <chrono>
 #include <cstdlib>
 
 #include "core/error.h"
 
+#if defined(DFKD_GLOO) || defined(DFKD_NCCL)
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 #ifdef DFKD_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+#ifdef DFKD_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 namespace dfkd {
@@ -43,16 +50,46 @@ DistSpec dist_from_env(double timeout) {
 }
 
 Dist* active_dist() { return g_active; }
+torch::Tensor mean_over_ranks(const torch::Tensor& t, const char* what) {
+  Dist* d = active_dist();
+  if (!d || d->world() < 2) return t;
+  auto m = t.detach().clone();
+  d->sum_({m}, what);
+  return m / double(d->world());
+}
 ActiveDist::ActiveDist(Dist* d) : prev_(g_active) { g_active = d; }
 ActiveDist::~ActiveDist() { g_active = prev_; }
 
+bool Dist::compiled() {
 #ifdef DFKD_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+bool Dist::nccl_compiled() {
+#ifdef DFKD_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+#if defined(DFKD_GLOO) || defined(DFKD_NCCL)
 
 struct Dist::Impl {
   DistSpec spec;
   std::chrono::milliseconds timeout;
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Backend> pg;  // ProcessGroupGloo (CPU) or ProcessGroupNCCL (CUDA)
+  const char* backend = "gloo";
+
+  // What a collective reads and writes: NCCL takes device tensors only, so a host tensor (the
+  // cancel flag, the plan) goes through the rank's device; c10d wants contiguous ones.
+  torch::Tensor staged(const torch::Tensor& t) const {
+    if (spec.device.is_cuda() && !t.is_cuda()) return t.to(spec.device);
+    return t.is_contiguous() ? t : t.contiguous();
+  }
 
   std::string who() const { return "rank " + std::to_string(spec.rank) + " of " + std::to_string(spec.world); }
   // Waits for a collective; a peer that died (its sockets closed) or hangs past the timeout ends
@@ -69,11 +106,16 @@ struct Dist::Impl {
   }
 };
 
-bool Dist::compiled() { return true; }
-
 Dist::Dist(const DistSpec& s) : impl_(new Impl{s, std::chrono::milliseconds(int64_t(s.timeout * 1000))}) {
   auto& m = *impl_;
   try {
+    // (checked before the rendezvous: a rank that cannot make its group must not leave the others waiting on it)
+    if (s.device.is_cuda() && !nccl_compiled())
+      fail("E_DISTRIBUTED", "this build of dfkd has no NCCL process group for CUDA devices (it is compiled in when the CUDA "
+                            "torch's c10d headers and NCCL's nccl.h are found at build time): run on device 'cpu' or one process");
+    if (!s.device.is_cuda() && !compiled())
+      fail("E_DISTRIBUTED", "this build of dfkd has no c10d Gloo process group: build it with the gloo headers installed "
+                            "(Debian/Ubuntu: apt install libgloo-dev), or run on one process");
     c10d::TCPStoreOptions o;
     o.port = uint16_t(s.port);
     o.isServer = s.rank == 0;
@@ -81,16 +123,32 @@ Dist::Dist(const DistSpec& s) : impl_(new Impl{s, std::chrono::milliseconds(int6
     o.waitWorkers = true;
     o.timeout = m.timeout;
     m.store = c10::make_intrusive<c10d::TCPStore>(s.addr, o);
-    auto opts = c10d::ProcessGroupGloo::Options::create(m.timeout);
-    // The interface to talk on: GLOO_SOCKET_IFNAME (torch.distributed's variable), else the
-    // loopback for a local group, else this machine's hostname.
-    if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
-      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-    else if (s.addr == "127.0.0.1" || s.addr == "localhost")
-      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    else
-      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    m.pg = c10::make_intrusive<c10d::ProcessGroupGloo>(m.store, s.rank, s.world, opts);
+#ifdef DFKD_NCCL
+    if (s.device.is_cuda()) {
+      // Blocking waits: a collective that fails or outlives the timeout throws in wait() (and
+      // becomes E_DISTRIBUTED) instead of NCCL's watchdog ending the process. A user's own
+      // setting of the variable wins.
+      setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = m.timeout;
+      m.pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(m.store, s.rank, s.world, opts);
+      m.backend = "nccl";
+    }
+#endif
+#ifdef DFKD_GLOO
+    if (!s.device.is_cuda()) {
+      auto opts = c10d::ProcessGroupGloo::Options::create(m.timeout);
+      // The interface to talk on: GLOO_SOCKET_IFNAME (torch.distributed's variable), else the
+      // loopback for a local group, else this machine's hostname.
+      if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      else if (s.addr == "127.0.0.1" || s.addr == "localhost")
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      else
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      m.pg = c10::make_intrusive<c10d::ProcessGroupGloo>(m.store, s.rank, s.world, opts);
+    }
+#endif
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -101,12 +159,21 @@ Dist::Dist(const DistSpec& s) : impl_(new Impl{s, std::chrono::milliseconds(int6
   }
 }
 
+template <class F>
+void Dist::timed(const torch::Tensor& t, F&& collective) {
+  const auto t0 = std::chrono::steady_clock::now();
+  collective();
+  traffic_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  traffic_.collectives += 1;
+  if (t.defined()) traffic_.bytes += int64_t(t.numel() * t.element_size());
+}
+
 // (c10d's list arguments are one tensor per device of this process: one call per tensor here;
 // a non-contiguous tensor goes through a contiguous copy)
 void Dist::sum_(std::vector<torch::Tensor> ts, const char* what) {
   for (auto& t : ts) {
-    std::vector<torch::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
-    impl_->wait(impl_->pg->allreduce(one), what);
+    std::vector<torch::Tensor> one{impl_->staged(t)};
+    timed(t, [&] { impl_->wait(impl_->pg->allreduce(one), what); });
     if (!one[0].is_same(t)) t.copy_(one[0]);
   }
 }
@@ -115,20 +182,24 @@ void Dist::broadcast_(std::vector<torch::Tensor> ts, int root, const char* what)
   c10d::BroadcastOptions o;
   o.rootRank = root;
   for (auto& t : ts) {
-    std::vector<torch::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
-    impl_->wait(impl_->pg->broadcast(one, o), what);
+    std::vector<torch::Tensor> one{impl_->staged(t)};
+    timed(t, [&] { impl_->wait(impl_->pg->broadcast(one, o), what); });
     if (!one[0].is_same(t)) t.copy_(one[0]);
   }
 }
 
-void Dist::barrier(const char* what) { impl_->wait(impl_->pg->barrier(), what); }
+void Dist::barrier(const char* what) {
+  c10d::BarrierOptions o;
+  if (impl_->spec.device.is_cuda()) o.device = impl_->spec.device;
+  timed(torch::Tensor(), [&] { impl_->wait(impl_->pg->barrier(o), what); });
+}
 int Dist::rank() const { return impl_->spec.rank; }
 int Dist::world() const { return impl_->spec.world; }
+const char* Dist::backend() const { return impl_->backend; }
 
-#else  // no c10d Gloo headers at build time
+#else  // no c10d process group at build time (neither gloo's headers nor a CUDA torch with NCCL's)
 
 struct Dist::Impl {};
-bool Dist::compiled() { return false; }
 Dist::Dist(const DistSpec& s) {
   fail("E_DISTRIBUTED", "this build of dfkd has no c10d process group: build it with the gloo headers installed "
                         "(Debian/Ubuntu: apt install libgloo-dev), or run on one process");
@@ -138,6 +209,7 @@ void Dist::broadcast_(std::vector<torch::Tensor>, int, const char*) {}
 void Dist::barrier(const char*) {}
 int Dist::rank() const { return 0; }
 int Dist::world() const { return 1; }
+const char* Dist::backend() const { return "none"; }
 
 #endif
 
@@ -183,13 +255,13 @@ void sum_flat(Dist& d, const std::vector<torch::Tensor>& ts, const char* what) {
 }
 }  // namespace
 
-void Dist::sum_gradients(const std::vector<torch::Tensor>& params) {
+void Dist::sum_gradients(const std::vector<torch::Tensor>& params, const char* what) {
   std::vector<torch::Tensor> grads;
   for (auto p : params) {
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     grads.push_back(p.grad());
   }
-  sum_flat(*this, grads, "the sum of the student's gradients");
+  sum_flat(*this, grads, what);
 }
 
 void Dist::average_buffers(torch::jit::Module& m) {

@@ -1,5 +1,6 @@
 // Data parallelism on torch.distributed's C++ core (c10d), the one shipped inside libtorch:
-// TCPStore for the rendezvous and ProcessGroupGloo for the collectives (CPU tensors). No transport
+// TCPStore for the rendezvous and ProcessGroupGloo for the collectives on the CPU,
+// ProcessGroupNCCL on CUDA devices (one per local rank). No transport
 // of our own. The launch contract is torchrun's: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
 // MASTER_PORT in the environment, so torchrun, Slurm or Kubernetes launchers start the ranks.
 //
@@ -23,6 +24,7 @@ struct DistSpec {
   std::string addr = "127.0.0.1";
   int port = 29500;
   double timeout = 300;  // seconds a rendezvous or collective waits for the other ranks
+  torch::Device device = torch::kCPU;  // the rank's device: CPU -> Gloo, CUDA (cuda:LOCAL_RANK) -> NCCL
 };
 
 // torchrun's variables from the environment (world 1 when WORLD_SIZE is unset); E_CONFIG when
@@ -32,22 +34,27 @@ DistSpec dist_from_env(double timeout);
 class Dist {
  public:
   // Whether c10d's Gloo process group was compiled in (its headers, Debian's libgloo-dev, were
-  // found at build time; libtorch carries the implementation).
+  // found at build time; libtorch carries the implementation): data parallelism on CPUs.
   static bool compiled();
-  // The rendezvous: rank 0 hosts the TCPStore at addr:port, every rank joins the Gloo group.
-  // E_DISTRIBUTED when it does not complete within the timeout.
+  // Whether c10d's NCCL process group was compiled in (a CUDA torch: its c10d headers and NCCL's
+  // nccl.h found at build time; libtorch_cuda carries the implementation): on CUDA devices.
+  static bool nccl_compiled();
+  // The rendezvous: rank 0 hosts the TCPStore at addr:port, every rank joins the group (Gloo on
+  // the CPU, NCCL on a CUDA device). E_DISTRIBUTED when it does not complete within the timeout,
+  // or when the device's backend is not compiled in.
   explicit Dist(const DistSpec& s);
   ~Dist();
   Dist(const Dist&) = delete;
   int rank() const;
   int world() const;
+  const char* backend() const;  // "gloo" or "nccl"
   // Sums over the ranks, in place (CPU tensors). E_DISTRIBUTED (naming `what`) when a rank is gone
   // or does not answer within the timeout.
   void sum_(std::vector<torch::Tensor> ts, const char* what);
   void broadcast_(std::vector<torch::Tensor> ts, int root, const char* what);
   // Sums the gradients of `params` over the ranks, all in one flat bucket (parameters without a
   // gradient count as zeros). With every rank's loss divided by world(): the batch-mean gradient.
-  void sum_gradients(const std::vector<torch::Tensor>& params);
+  void sum_gradients(const std::vector<torch::Tensor>& params, const char* what = "the sum of the student's gradients");
   // The mean over the ranks of a module's floating-point buffers (BatchNorm's running statistics,
   // each rank's from its share of the batches), in one bucket: every rank keeps the same ones.
   void average_buffers(torch::jit::Module& m);
@@ -56,14 +63,28 @@ class Dist {
   torch::Tensor all_sum(const torch::Tensor& t);
   void barrier(const char* what);
 
+  // What this rank's collectives cost so far: how many, the bytes it sent into them, and the
+  // seconds from issuing each to its completion (the transfer and the wait for slower ranks).
+  struct Traffic {
+    int64_t collectives = 0, bytes = 0;
+    double seconds = 0;
+  };
+  const Traffic& traffic() const { return traffic_; }
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  Traffic traffic_;
+  template <class F>
+  void timed(const torch::Tensor& t, F&& collective);
 };
 
 // The data-parallel group of the job running on this thread (null: one process). The statistics
 // losses (losses.cpp batch_moments) read it: with a group, their statistics are the global batch's.
 Dist* active_dist();
+// The whole batch's value of a loss that each rank computed on its equal share of the batch: the
+// mean over the ranks (detached), or `t` itself in one process.
+torch::Tensor mean_over_ranks(const torch::Tensor& t, const char* what);
 class ActiveDist {
  public:
   explicit ActiveDist(Dist* d);

@@ -64,7 +64,7 @@ void Run::check_cancel(const std::string& where) const {
 
 StepLosses Run::student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step) {
   const auto& t = cfg.recipe.train;
-  if (cfg.cuda_graphs && !student_graph && StudentGraph::available(device))  // (the train config is final now)
+  if (cfg.cuda_graphs && !student_graph && graphs_available(device))  // (the train config is final now)
     student_graph = std::make_unique<StudentGraph>(*teacher, student, t.loss, t.temperature, t.ce_weight);
   auto parts = student_graph ? student_graph->step(*opt, x, y, step)
                              : dfkd::student_step(*teacher, student, *opt, x, y, t.loss, t.temperature, t.ce_weight, step);
@@ -210,9 +210,9 @@ void setup(Run& r) {
     if (out.size(1) != r.classes)
       fail("E_CLASS_MISMATCH", "the student predicts " + std::to_string(out.size(1)) + " classes, the teacher " + std::to_string(r.classes));
   }
-  if (c.cuda_graphs && !StudentGraph::available(r.device))
+  if (c.cuda_graphs && !graphs_available(r.device))
     r.log(std::string("cudaGraphs: ") +
-          (StudentGraph::compiled() ? "not a CUDA device (" + r.device.str() + ")"
+          (graphs_compiled() ? "not a CUDA device (" + r.device.str() + ")"
                                     : "not compiled in (a CPU torch, or a CUDA torch without its CUDA C runtime and CCCL headers)") +
           ": student steps run eagerly");
   const auto& o = c.output;
@@ -318,13 +318,6 @@ void drive(Run& r, Method& m) {
 
 // ---- data parallelism (dist.h) -----------------------------------------------------------------
 
-// Which methods run data-parallel: classical and the input-synthesis methods (their synthesis
-// shares a batch, their student steps sum gradients). fast's per-batch generator copies and the
-// adversarial generator would need their own gradient sums: not yet.
-bool data_parallel(const MethodInfo& info) {
-  return (!info.prepare && !info.generator_loop) || (info.prepare && info.synth == input_synth);
-}
-
 // rank 0's JSON on every rank (the budget's plan).
 Json broadcast_json(Dist& d, const Json& j) {
   const std::string text = d.rank() == 0 ? j.dump() : std::string();
@@ -345,13 +338,11 @@ Dataset shard(const Dataset& ds, int rank, int world) {
   return out;
 }
 
-void join(Run& r, const DistSpec& spec) {
-  if (r.device.is_cuda())
-    fail("E_CONFIG", "data-parallel runs use c10d's Gloo group on the CPU for now (NCCL on CUDA is not built yet): "
-                     "set device 'cpu' or run one process");
+void join(Run& r, DistSpec spec) {
+  spec.device = r.device;  // Gloo on the CPU, NCCL on the rank's CUDA device
   r.dist = std::make_unique<Dist>(spec);
-  r.log("data-parallel: rank " + std::to_string(spec.rank) + " of " + std::to_string(spec.world) + " (c10d Gloo, " +
-        spec.addr + ":" + std::to_string(spec.port) + ")");
+  r.log("data-parallel: rank " + std::to_string(spec.rank) + " of " + std::to_string(spec.world) + " (c10d " +
+        r.dist->backend() + " on " + r.device.str() + ", " + spec.addr + ":" + std::to_string(spec.port) + ")");
   if (r.train.size()) {
     if (r.train.size() < spec.world) fail("E_CONFIG", "fewer training rows than ranks");
     r.train = shard(r.train, spec.rank, spec.world);
@@ -419,9 +410,15 @@ Json report_of(Run& r) {
     }
   if (r.dist) {  // (the config holds this rank's share of the student batch: the global one is the user's)
     cfg["train"]["batchSize"] = r.cfg.recipe.train.batch * r.dist->world();
-    report["distributed"] = Json(Json::Object{{"rank", r.dist->rank()}, {"world", r.dist->world()}, {"backend", "gloo"},
+    if (cfg.has("adversarial")) cfg["adversarial"]["batchSize"] = r.cfg.recipe.adversarial.batch * r.dist->world();
+    report["distributed"] = Json(Json::Object{{"rank", r.dist->rank()}, {"world", r.dist->world()}, {"backend", r.dist->backend()},
                                               {"studentBatchPerRank", r.cfg.recipe.train.batch},
                                               {"timeout", r.cfg.dist_timeout}});
+    // rank 0's collectives over the whole run: their share of its wall time is the cost of the
+    // data parallelism (bench/dist.mjs compares the same job on one process)
+    const auto& tr = r.dist->traffic();
+    report["distributed"]["collectives"] = Json(Json::Object{{"count", tr.collectives}, {"megabytes", double(tr.bytes) / 1e6},
+                                                             {"seconds", tr.seconds}});
   }
   report["config"] = cfg;
   if (!r.cfg.version.empty()) report["dfkd"] = r.cfg.version;
@@ -452,10 +449,9 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   // every rank keeps its own checkpoint (rank r > 0: <checkpoint>.rank<r>, resumed likewise).
   const DistSpec spec = dist_from_env(cfg.dist_timeout);
   const bool parallel = spec.world > 1;
-  if (parallel && !data_parallel(info))
-    fail("E_CONFIG", "method '" + cfg.method + "'" + (reason.empty() ? "" : " (auto's choice)") +
-                         " runs on one process for now; data-parallel runs (WORLD_SIZE " + std::to_string(spec.world) +
-                         ") take method classical, deepinversion, statistical, spectral or noise");
+  // On CUDA, one device per local rank (torchrun's contract): "cuda" or "auto" become cuda:LOCAL_RANK.
+  if (parallel && (cfg.device == "cuda" || (cfg.device == "auto" && torch::cuda::is_available())))
+    cfg.device = "cuda:" + std::to_string(spec.local_rank);
   if (parallel && spec.rank > 0) {
     const std::string tag = ".rank" + std::to_string(spec.rank);
     cfg.output.checkpoint += tag;
@@ -501,6 +497,17 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
     if (t.batch % spec.world)
       fail("E_CONFIG", "train.batchSize " + std::to_string(t.batch) + " is not a multiple of the " + std::to_string(spec.world) + " ranks");
     t.batch /= spec.world;
+    // the synthesis batch of the inversion loop, the generator's of the adversarial loop: each
+    // rank makes its share of them
+    const int64_t sb = cfg.recipe.synth.batch;
+    if (info.prepare && sb % spec.world)
+      fail("E_CONFIG", "synth.batchSize " + std::to_string(sb) + " is not a multiple of the " + std::to_string(spec.world) + " ranks");
+    if (!info.prepare && info.generator_loop) {
+      auto& a = cfg.recipe.adversarial;
+      if (a.batch % spec.world)
+        fail("E_CONFIG", "adversarial.batchSize " + std::to_string(a.batch) + " is not a multiple of the " + std::to_string(spec.world) + " ranks");
+      a.batch /= spec.world;
+    }
   }
   if (r.lead()) {  // (calibrated on rank 0 alone: no collective in its steps)
     ActiveDist solo(nullptr);

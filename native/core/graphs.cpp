@@ -68,14 +68,14 @@ struct StudentGraph::Impl {
   }
 };
 
-bool StudentGraph::compiled() {
+bool graphs_compiled() {
 #ifdef DFKD_CUDA
   return true;
 #else
   return false;
 #endif
 }
-bool StudentGraph::available(torch::Device device) { return compiled() && device.is_cuda(); }
+bool graphs_available(torch::Device device) { return graphs_compiled() && device.is_cuda(); }
 
 StudentGraph::StudentGraph(Teacher& teacher, torch::jit::Module& student, Loss kind, double T, double ce_weight)
     : impl_(new Impl{teacher, student, kind, T, ce_weight}) {}

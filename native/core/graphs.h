@@ -14,12 +14,13 @@
 
 namespace dfkd {
 
+// Whether graph capture is compiled in (DFKD_CUDA: a CUDA torch with complete CUDA headers), and
+// whether the graphs can run on `device` (that, and a CUDA device): for both graphs below.
+bool graphs_compiled();
+bool graphs_available(torch::Device device);
+
 class StudentGraph {
  public:
-  // Whether the capture is compiled in (DFKD_CUDA: a CUDA torch with complete CUDA headers), and
-  // whether it can run on `device` (that, and a CUDA device).
-  static bool compiled();
-  static bool available(torch::Device device);
   StudentGraph(Teacher& teacher, torch::jit::Module& student, Loss kind, double T, double ce_weight);
   ~StudentGraph();
   StudentGraph(const StudentGraph&) = delete;

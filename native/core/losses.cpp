@@ -148,7 +148,7 @@ torch::Tensor dafl_onehot(const torch::Tensor& t) { return torch::cross_entropy_
 torch::Tensor dafl_activation(const torch::Tensor& f) { return -f.abs().mean(); }
 
 torch::Tensor dafl_entropy(const torch::Tensor& t) {
-  auto p = torch::softmax(t, 1).mean(0);
+  auto p = batch_mean(torch::softmax(t, 1));  // (the global batch's mean in a data-parallel job)
   return (p * torch::log10(p + 1e-12)).sum();  // DAFL_train.py: (softmax_o_T * torch.log10(softmax_o_T)).sum()
 }
 

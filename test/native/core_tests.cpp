@@ -328,6 +328,39 @@ void dist_case(const std::string& which, int rank, int port) {
       return s.run(rng, nullptr, cancel, nullptr);
     };
     auto whole = synth(c), whole_spectral = synth(cs);
+    // fast (MetaGeneratorSynth): two batches, the meta step between them, BN + CE terms, jitter.
+    // Every rank runs the generator on the whole z and the teacher on its share.
+    SynthConfig fs;
+    fs.batch = 8, fs.iterations = 3, fs.lr = 0.015, fs.betas = {0.5, 0.999}, fs.jitter = 1, fs.flip = false;
+    GeneratorConfig gc;
+    gc.nz = 16, gc.ngf = 4, gc.lr = 5e-3, gc.betas = {0.5, 0.999}, gc.bn = 1.0, gc.onehot = 0.5, gc.adversarial = 0.0;
+    auto fast = [&] {
+      auto init = at::make_generator<at::CPUGeneratorImpl>(5);
+      MetaGeneratorSynth m(fs, gc, teacher, shape, teacher.num_classes(shape), {}, init, {}, {});
+      Rng rng(13, torch::kCPU);
+      m.run(rng, nullptr, cancel, nullptr);
+      return m.run(rng, nullptr, cancel, nullptr);
+    };
+    auto whole_fast = fast();
+    // adversarial (GeneratorSynth): two generator steps (discrepancy, BN, DAFL's one-hot and
+    // entropy terms) against a BatchNorm-free student, then a sample. `share`: one rank's rows
+    // (the whole batch in one process).
+    GeneratorConfig ac;
+    ac.nz = 16, ac.ngf = 4, ac.lr = 1e-2, ac.bn = 1.0, ac.onehot = 1.0, ac.entropy = 5.0, ac.adversarial = 1.0;
+    auto adversarial = [&](int64_t rows) {
+      auto init = at::make_generator<at::CPUGeneratorImpl>(7);
+      GeneratorSynth g(ac, teacher, shape, init, 2);
+      auto student = torch::jit::load("test/fixtures/tiny_nobn.pt");
+      Rng rng(17, torch::kCPU);
+      for (int64_t k = 0; k < 2; ++k) g.step(student, rows, 1.0, rng, k);
+      // (the weights that get a gradient: a conv bias that feeds a BatchNorm gets zero up to
+      // rounding, which Adam's normalized step turns into arbitrary moves the BatchNorm cancels)
+      std::vector<torch::Tensor> weights;
+      for (const auto& p : g.module().named_parameters())
+        if (p.name != "conv1.bias" && p.name != "conv2.bias") weights.push_back(p.value);
+      return std::make_pair(weights, g.sample(rows, rng));
+    };
+    auto whole_adv = adversarial(8);
 
     Dist d(spec);
     ActiveDist on(&d);
@@ -341,6 +374,18 @@ void dist_case(const std::string& which, int rank, int port) {
     auto mine_spectral = synth(cs);
     EXPECT(torch::allclose(mine_spectral.x, share(whole_spectral.x), 1e-4, 1e-5));
     EXPECT(!torch::allclose(whole_spectral.x, whole.x, 1e-4, 1e-5));  // (another loss, other images)
+    auto mine_fast = fast();
+    EXPECT(mine_fast.x.size(0) == 4 && torch::equal(mine_fast.y, share(whole_fast.y)));
+    EXPECT(torch::allclose(mine_fast.x, share(whole_fast.x), 1e-4, 1e-5));
+    auto mine_adv = adversarial(4);
+    EXPECT(mine_adv.first.size() == whole_adv.first.size());
+    for (size_t i = 0; i < mine_adv.first.size(); ++i) EXPECT(torch::allclose(mine_adv.first[i], whole_adv.first[i], 1e-4, 1e-6));
+    EXPECT(mine_adv.second.size(0) == 4 && torch::allclose(mine_adv.second, share(whole_adv.second), 1e-4, 1e-5));
+    {
+      auto init = at::make_generator<at::CPUGeneratorImpl>(7);
+      GeneratorSynth fresh(ac, teacher, shape, init, 2);
+      EXPECT(!torch::allclose(parameters_of(fresh.module())[0], whole_adv.first[0]));  // (the steps moved the weights)
+    }
   } else if (which == "student") {  // two student steps (SGD with momentum): the weights of the whole batch's
     auto load = [] {
       auto m = torch::jit::load("test/fixtures/tiny_nobn.pt");

@@ -164,7 +164,7 @@ std::unique_ptr<BatchSynth> input_synth(const MethodInfo& info, const DistillCon
   SynthConfig sc = c.recipe.synth;
   auto layers = info.prepare(sc, *r.teacher, stats, r.shape);
   auto s = std::make_unique<InputSynthesizer>(*r.teacher, sc, std::move(layers), r.shape, r.classes);
-  if (c.cuda_graphs && StudentGraph::available(r.device) && sc.iterations > 0)
+  if (c.cuda_graphs && graphs_available(r.device) && sc.iterations > 0)
     r.log(s->use_graphs() ? "cudaGraphs: the synthesis step is a CUDA graph"
                           : "cudaGraphs: the synthesis step stays eager (the ADI term runs the student's backward)");
   return s;

@@ -2,6 +2,7 @@
 // 2019), with DAFL's terms (Chen et al. 2019) and DeepInversion's BN term as options. Its
 // defaults are the adversarial recipe's (methods/adversarial.cpp).
 #include "core/synth/synth.h"
+#include "core/dist.h"
 #include "core/train.h"
 #include "core/zoo.h"
 
@@ -9,6 +10,21 @@ namespace dfkd {
 
 using losses::Term;
 using losses::TermInput;
+
+namespace {
+// Data-parallel (dist.h): every rank draws the whole batch's z and runs the generator on all of
+// it (its BatchNorm sees what one process's would), then keeps its rows [lo, hi); `share` is the
+// size of one rank's share (the whole batch in one process).
+struct Rows {
+  int64_t world = 1, lo = 0, hi = 0;
+  torch::Tensor mine(const torch::Tensor& whole) const { return world > 1 ? whole.slice(0, lo, hi) : whole; }
+};
+Rows rows_of(int64_t share) {
+  Dist* d = active_dist();
+  if (!d || d->world() < 2) return {1, 0, share};
+  return {d->world(), d->rank() * share, (d->rank() + 1) * share};
+}
+}  // namespace
 
 torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, const std::vector<int64_t>& shape,
                                    at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std) {
@@ -61,29 +77,37 @@ torch::Tensor GeneratorSynth::generate(const torch::Tensor& z) {
 
 torch::Tensor GeneratorSynth::sample(int64_t batch, Rng& rng) {
   torch::NoGradGuard ng;
-  auto z = torch::randn({batch, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
-  return generate(z);
+  const Rows rows = rows_of(batch);
+  auto z = torch::randn({batch * rows.world, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
+  return rows.mine(generate(z));
 }
 
 StepLosses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T, Rng& rng, int64_t step,
                             bool diagnostics) {
   opt_->step_schedule(step);
-  auto z = torch::randn({batch, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
-  auto x = generate(z);
+  const Rows rows = rows_of(batch);
+  auto z = torch::randn({batch * rows.world, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
+  auto x = rows.mine(generate(z));
   Tapped t = tapped_ ? teacher_.forward_tapped(x) : Tapped{teacher_.logits(x), {}};
   StepLosses parts;
   temperature_ = T;
   torch::Tensor y;
   auto total = losses::compose(terms_, TermInput{x, y, t, &student}, x, parts, "generator");
-  finite_ = still_finite(finite_, total);
+  // (the whole batch's loss: every rank of a data-parallel job sees a non-finite one together)
+  finite_ = still_finite(finite_, mean_over_ranks(total, "the generator loss"));
   parts.guard(finite_, "the generator loss", "lower the generator lr");
   opt_->zero_grad();
-  total.backward();
+  if (rows.world > 1) {  // each share's part of the whole batch's loss; the generator's gradients summed
+    (total / double(rows.world)).backward();
+    active_dist()->sum_gradients(parameters_of(g_), "the sum of the generator's gradients");
+  } else {
+    total.backward();
+  }
   opt_->step();
   if (diagnostics) {
     torch::NoGradGuard ng;
     BufferSnapshot keep_g(g_), keep_s(student);
-    auto x2 = generate(z);
+    auto x2 = rows.mine(generate(z));
     parts.set("discrepancy_after", losses::discrepancy(c_.loss, run_logits(student, x2, "student"), teacher_.logits(x2), T));
   }
   return parts;

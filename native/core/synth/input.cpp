@@ -182,15 +182,11 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
       std::tie(total, parts) = loss(xin, y, student);
       (world > 1 ? total / double(world) : total).backward();
     }
-    finite = still_finite(finite, total);
+    // the whole batch's loss picks the best batch; every rank sees a non-finite one together
+    auto whole = mean_over_ranks(total, "the synthesis loss");
+    finite = still_finite(finite, whole);
     parts.guard(finite, "the synthesis loss", "lower the synthesis lr or the loss weights");
-    if (world > 1) {  // the whole batch's loss picks the best batch
-      auto mean = total.detach().clone();
-      d->sum_({mean}, "the synthesis loss");
-      best.offer(mean / double(world), x);
-    } else {
-      best.offer(total, x);
-    }
+    best.offer(whole, x);
     opt.step();
     if (cfg_.clip > 0) { torch::NoGradGuard ng; x.clamp_(-cfg_.clip, cfg_.clip); }
     last = parts;

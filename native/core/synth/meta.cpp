@@ -3,6 +3,7 @@
 // zju-vipa/Fast-Datafree datafree/synthesis/fast_meta.py). Its defaults are the fast recipe's
 // (methods/fast.cpp).
 #include "core/synth/synth.h"
+#include "core/dist.h"
 #include "core/train.h"
 
 namespace dfkd {
@@ -52,11 +53,26 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
   auto dev = teacher_.device();
   auto y = balanced_targets(s_.batch, classes_, rng, dev);
   auto z = torch::randn({s_.batch, g_.nz}, rng.device, torch::TensorOptions().device(dev)).requires_grad_(true);
+  // Data-parallel (dist.h): every rank runs the generator on the whole batch (the same z: its
+  // BatchNorm sees the batch one process would) and the teacher on its share. The gradients of
+  // the copy and of z are summed over the ranks, so every rank holds the same generator, z and
+  // meta generator, and each share's images are the one-process batch's rows.
+  Dist* d = active_dist();
+  const int64_t world = d ? d->world() : 1;
+  int64_t lo = 0, hi = s_.batch;
+  if (world > 1) {
+    if (s_.batch % world)
+      fail("E_CONFIG", "synth.batchSize " + std::to_string(s_.batch) + " is not a multiple of the " + std::to_string(world) + " ranks");
+    lo = d->rank() * (s_.batch / world), hi = lo + s_.batch / world;
+    y = y.slice(0, lo, hi);
+  }
   // This batch's generator: a copy of the meta generator, adapted with z (the reference's
   // fast_generator and its Adam over both, lr_g and lr_z).
   auto fast = trainable_copy(meta_);
   fast.train();
   auto fast_params = parameters_of(fast), meta_params = parameters_of(meta_);
+  auto adapted = fast_params;  // what the ranks' gradient sum covers: the copy and z
+  adapted.push_back(z);
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(fast_params, std::make_unique<torch::optim::AdamOptions>(
                                        torch::optim::AdamOptions(g_.lr).betas({g_.betas[0], g_.betas[1]})));
@@ -79,15 +95,23 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
       ForwardCast fc;
       x = fc.out(fast.forward({z}).toTensor());
     }
+    if (world > 1) x = x.slice(0, lo, hi);
     auto xin = jitter_flip(x, s_.jitter, s_.flip, rng);
     auto t = teacher_.forward_tapped(xin);
     StepLosses parts;
     auto total = losses::compose(terms_, TermInput{xin, y, t, student}, xin, parts, "total");
-    finite_ = still_finite(finite_, total);
+    // the whole batch's loss: every rank sees a non-finite one (and stops) together
+    auto whole = mean_over_ranks(total, "the fast synthesis loss");
+    finite_ = still_finite(finite_, whole);
     parts.guard(finite_, "the fast synthesis loss", "lower generator.lr or synth.lr");
-    best.offer(total, x);
+    best.offer(whole, x);
     opt.zero_grad();
-    total.backward();
+    if (world > 1) {  // each share's part of the whole batch's loss
+      (total / double(world)).backward();
+      d->sum_gradients(adapted, "the sum of the fast generator's gradients");
+    } else {
+      total.backward();
+    }
     {  // first-order MAML: the meta gradient is the sum of the adapted copy's gradients
       torch::NoGradGuard ng;
       for (size_t i = 0; i < fast_params.size(); ++i)

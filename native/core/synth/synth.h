@@ -125,7 +125,9 @@ torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, c
 // generator.adversarial x the KL on the samples where student and teacher agree (from
 // generator.advWarmup of the run on); the batch of lowest loss is kept, and the meta generator
 // takes one Adam step (lr generator.lr x iterations) along the sum of the copy's gradients
-// (first-order MAML, their is_maml 1).
+// (first-order MAML, their is_maml 1). In a data-parallel job (dist.h) every rank runs the
+// generator on the whole batch and the teacher on its share, the gradients of the copy and of z
+// summed over the ranks: each rank returns its share of the one-process batch.
 class MetaGeneratorSynth : public BatchSynth {
  public:
   // `layers`: a stats file's targets (stats_targets), or empty for the teacher's BN statistics
@@ -165,6 +167,9 @@ class GeneratorSynth {
   GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::vector<int64_t> input_shape, at::Generator& init,
                  int64_t total_steps, const std::vector<double>& mean = {}, const std::vector<double>& std = {});
   GeneratorSynth(const GeneratorSynth&) = delete;  // its terms refer to it
+  // In a data-parallel job (dist.h) `batch` is one rank's share: every rank draws the whole
+  // batch's z, runs the generator on all of it and keeps its rows (sample), and sums the
+  // generator's gradients over the ranks (step); the same generator on every rank.
   torch::Tensor sample(int64_t batch, Rng& rng);  // no grad, generator in train mode
   // One generator step: maximize the teacher-student discrepancy (+ optional DAFL/BN terms).
   // With `diagnostics`, also reports "discrepancy_after": the discrepancy on the same z after the step.
