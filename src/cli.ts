@@ -168,7 +168,7 @@ program.command("distill").description("distill a teacher into a smaller student
   .option("-o, --out <dir>", "output folder (student.pt, report.json, samples, checkpoint)")
   .option("--resume <checkpoint>", "continue a cancelled run from its checkpoint")
   .option("--json", "print events and the report as JSON lines on stdout").option("-q, --quiet", "no progress output")
-  .option("--nproc <n>", "data-parallel: run as n local processes (c10d Gloo on 127.0.0.1); each takes cores/n threads unless --threads or OMP_NUM_THREADS says otherwise", int)
+  .option("--nproc <n>", "data-parallel: run as n local processes (c10d on 127.0.0.1: Gloo on the CPU, NCCL on CUDA, one GPU each); each takes cores/n threads unless --threads or OMP_NUM_THREADS says otherwise", int)
   .option("--dist-timeout <s>", "data-parallel: seconds a rank waits for the others before E_DISTRIBUTED (default 300)", num)
   .action(async (teacher: string | undefined, o) => {
     try {
