@@ -129,6 +129,31 @@ class GroupNormCNN(nn.Module):
         return self.fc2(F.relu(self.fc1(torch.flatten(self.features(x), 1))))
 
 
+class MLP300(nn.Module):
+    """LeNet-300-100 (LeCun et al. 1998), the classic MNIST MLP."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(784, 300), nn.Linear(300, 100), nn.Linear(100, 10)
+
+    def forward(self, x):
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class LayerNormCNN(nn.Module):
+    """A plain CNN normalized per sample over channels and pixels (GroupNorm with one group: LayerNorm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.GroupNorm(1, 32), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(32, 64, 3, padding=1), nn.GroupNorm(1, 64), nn.ReLU(), nn.MaxPool2d(2))
+        self.fc1, self.fc2 = nn.Linear(64 * 7 * 7, 128), nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(torch.flatten(self.features(x), 1))))
+
+
 MNIST_NORM = (mnist.MEAN, mnist.STD)
 # name: (module, export, (mean, std) of the input normalization, dfkd metadata in the file, role)
 # role "tune": recipes may be chosen on it (validation rows); "report": never used for a choice.
@@ -142,6 +167,11 @@ FAMILY = {
     # A BatchNorm teacher on a range convention (raw pixels): the tune set's only one, so that a
     # choice for such teachers (e.g. the generator's head) is not made on vgg_bn_pm1, a report teacher.
     "cnn_bn_raw": (BNCNN, "trace", (0.0, 1.0), False, "tune"),
+    # Two more teachers without BatchNorm for the tune set (so that a choice for BN-less teachers is not
+    # made on lenet5_nobn alone, nor on mlp_raw or cnn_gn, report teachers): an MLP on [-1, 1] inputs
+    # and a per-sample-normalized CNN on raw pixels.
+    "mlp300_pm1": (MLP300, "script", (0.5, 0.5), False, "tune"),
+    "cnn_ln_raw": (LayerNormCNN, "trace", (0.0, 1.0), False, "tune"),
 }
 
 
