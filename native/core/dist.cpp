@@ -57,6 +57,17 @@ torch::Tensor mean_over_ranks(const torch::Tensor& t, const char* what) {
   d->sum_({m}, what);
   return m / double(d->world());
 }
+int64_t per_rank(int64_t batch, int world, const char* what) {
+  if (batch % world)
+    fail("E_CONFIG", std::string(what) + " " + std::to_string(batch) + " is not a multiple of the " + std::to_string(world) + " ranks");
+  return batch / world;
+}
+Share share_of(int64_t batch, const char* what) {
+  Dist* d = active_dist();
+  if (!d || d->world() < 2) return {1, 0, batch};
+  const int64_t n = per_rank(batch, d->world(), what);
+  return {d->world(), d->rank() * n, (d->rank() + 1) * n};
+}
 ActiveDist::ActiveDist(Dist* d) : prev_(g_active) { g_active = d; }
 ActiveDist::~ActiveDist() { g_active = prev_; }
 

@@ -85,6 +85,16 @@ Dist* active_dist();
 // The whole batch's value of a loss that each rank computed on its equal share of the batch: the
 // mean over the ranks (detached), or `t` itself in one process.
 torch::Tensor mean_over_ranks(const torch::Tensor& t, const char* what);
+// A global batch's size per rank: `batch` / `world`; E_CONFIG naming the setting (`what`, e.g.
+// "synth.batchSize") when it does not split evenly over the ranks.
+int64_t per_rank(int64_t batch, int world, const char* what);
+// This rank's rows [lo, hi) of a batch that every rank draws whole (the same random draws, so the
+// shares together are one process's batch); the whole batch in one process.
+struct Share {
+  int64_t world = 1, lo = 0, hi = 0;
+  torch::Tensor of(const torch::Tensor& whole) const { return world > 1 ? whole.slice(0, lo, hi) : whole; }
+};
+Share share_of(int64_t batch, const char* what);
 class ActiveDist {
  public:
   explicit ActiveDist(Dist* d);

@@ -494,19 +494,13 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   resolve_defaults(cfg, r, info);
   if (parallel) {  // train.batchSize is the global batch: each rank steps on its share
     auto& t = cfg.recipe.train;
-    if (t.batch % spec.world)
-      fail("E_CONFIG", "train.batchSize " + std::to_string(t.batch) + " is not a multiple of the " + std::to_string(spec.world) + " ranks");
-    t.batch /= spec.world;
-    // the synthesis batch of the inversion loop, the generator's of the adversarial loop: each
-    // rank makes its share of them
-    const int64_t sb = cfg.recipe.synth.batch;
-    if (info.prepare && sb % spec.world)
-      fail("E_CONFIG", "synth.batchSize " + std::to_string(sb) + " is not a multiple of the " + std::to_string(spec.world) + " ranks");
+    t.batch = per_rank(t.batch, spec.world, "train.batchSize");
+    // the synthesis batch of the inversion loop (checked here, before any work; each rank makes
+    // its share of every batch), the generator's of the adversarial loop
+    if (info.prepare) per_rank(cfg.recipe.synth.batch, spec.world, "synth.batchSize");
     if (!info.prepare && info.generator_loop) {
       auto& a = cfg.recipe.adversarial;
-      if (a.batch % spec.world)
-        fail("E_CONFIG", "adversarial.batchSize " + std::to_string(a.batch) + " is not a multiple of the " + std::to_string(spec.world) + " ranks");
-      a.batch /= spec.world;
+      a.batch = per_rank(a.batch, spec.world, "adversarial.batchSize");
     }
   }
   if (r.lead()) {  // (calibrated on rank 0 alone: no collective in its steps)

@@ -13,16 +13,11 @@ using losses::TermInput;
 
 namespace {
 // Data-parallel (dist.h): every rank draws the whole batch's z and runs the generator on all of
-// it (its BatchNorm sees what one process's would), then keeps its rows [lo, hi); `share` is the
-// size of one rank's share (the whole batch in one process).
-struct Rows {
-  int64_t world = 1, lo = 0, hi = 0;
-  torch::Tensor mine(const torch::Tensor& whole) const { return world > 1 ? whole.slice(0, lo, hi) : whole; }
-};
-Rows rows_of(int64_t share) {
+// it (its BatchNorm sees what one process's would), then keeps its rows; `batch` is one rank's
+// share (the whole batch in one process).
+Share rows_of(int64_t batch) {
   Dist* d = active_dist();
-  if (!d || d->world() < 2) return {1, 0, share};
-  return {d->world(), d->rank() * share, (d->rank() + 1) * share};
+  return share_of(batch * (d ? d->world() : 1), "adversarial.batchSize");
 }
 }  // namespace
 
@@ -77,17 +72,17 @@ torch::Tensor GeneratorSynth::generate(const torch::Tensor& z) {
 
 torch::Tensor GeneratorSynth::sample(int64_t batch, Rng& rng) {
   torch::NoGradGuard ng;
-  const Rows rows = rows_of(batch);
+  const Share rows = rows_of(batch);
   auto z = torch::randn({batch * rows.world, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
-  return rows.mine(generate(z));
+  return rows.of(generate(z));
 }
 
 StepLosses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T, Rng& rng, int64_t step,
                             bool diagnostics) {
   opt_->step_schedule(step);
-  const Rows rows = rows_of(batch);
+  const Share rows = rows_of(batch);
   auto z = torch::randn({batch * rows.world, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
-  auto x = rows.mine(generate(z));
+  auto x = rows.of(generate(z));
   Tapped t = tapped_ ? teacher_.forward_tapped(x) : Tapped{teacher_.logits(x), {}};
   StepLosses parts;
   temperature_ = T;
@@ -107,7 +102,7 @@ StepLosses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, doub
   if (diagnostics) {
     torch::NoGradGuard ng;
     BufferSnapshot keep_g(g_), keep_s(student);
-    auto x2 = rows.mine(generate(z));
+    auto x2 = rows.of(generate(z));
     parts.set("discrepancy_after", losses::discrepancy(c_.loss, run_logits(student, x2, "student"), teacher_.logits(x2), T));
   }
   return parts;

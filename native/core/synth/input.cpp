@@ -127,14 +127,12 @@ SynthResult InputSynthesizer::run(Rng& rng, torch::jit::Module* student, const s
   full.insert(full.end(), shape_.begin(), shape_.end());
   auto y = balanced_targets(cfg_.batch, classes_, rng, dev);
   auto x0 = torch::randn(full, rng.device, torch::TensorOptions().device(dev));
-  Dist* d = active_dist();
-  const int64_t world = d ? d->world() : 1;
-  if (world > 1) {  // data-parallel: this rank's share of the batch one process would make (same draws)
-    if (cfg_.batch % world)
-      fail("E_CONFIG", "synth.batchSize " + std::to_string(cfg_.batch) + " is not a multiple of the " + std::to_string(world) + " ranks");
-    const int64_t n = cfg_.batch / world, at = d->rank() * n;
-    y = y.slice(0, at, at + n);
-    x0 = x0.slice(0, at, at + n).clone();
+  // data-parallel: this rank's share of the batch one process would make (same draws)
+  const Share share = share_of(cfg_.batch, "synth.batchSize");
+  const int64_t world = share.world;
+  if (world > 1) {
+    y = share.of(y);
+    x0 = share.of(x0).clone();
   }
   torch::Tensor x;
   if (graphs_) {  // the graph's static inputs, kept across batches (it reads their addresses)

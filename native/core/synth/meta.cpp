@@ -57,15 +57,9 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
   // BatchNorm sees the batch one process would) and the teacher on its share. The gradients of
   // the copy and of z are summed over the ranks, so every rank holds the same generator, z and
   // meta generator, and each share's images are the one-process batch's rows.
-  Dist* d = active_dist();
-  const int64_t world = d ? d->world() : 1;
-  int64_t lo = 0, hi = s_.batch;
-  if (world > 1) {
-    if (s_.batch % world)
-      fail("E_CONFIG", "synth.batchSize " + std::to_string(s_.batch) + " is not a multiple of the " + std::to_string(world) + " ranks");
-    lo = d->rank() * (s_.batch / world), hi = lo + s_.batch / world;
-    y = y.slice(0, lo, hi);
-  }
+  const Share share = share_of(s_.batch, "synth.batchSize");
+  const int64_t world = share.world;
+  y = share.of(y);
   // This batch's generator: a copy of the meta generator, adapted with z (the reference's
   // fast_generator and its Adam over both, lr_g and lr_z).
   auto fast = trainable_copy(meta_);
@@ -95,7 +89,7 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
       ForwardCast fc;
       x = fc.out(fast.forward({z}).toTensor());
     }
-    if (world > 1) x = x.slice(0, lo, hi);
+    x = share.of(x);
     auto xin = jitter_flip(x, s_.jitter, s_.flip, rng);
     auto t = teacher_.forward_tapped(xin);
     StepLosses parts;
@@ -108,7 +102,7 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
     opt.zero_grad();
     if (world > 1) {  // each share's part of the whole batch's loss
       (total / double(world)).backward();
-      d->sum_gradients(adapted, "the sum of the fast generator's gradients");
+      active_dist()->sum_gradients(adapted, "the sum of the fast generator's gradients");
     } else {
       total.backward();
     }
