@@ -4,7 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { runtime } from "../src/index.js";
 import { freePort } from "../src/ports.js";
-import { blobs, CLI, fx, mnistVal, requireMnist, SKIP_MNIST, TEACHER, tmp } from "./helpers.js";
+import { blobs, CLI, fx, mnistVal, python, requireMnist, SKIP_MNIST, TEACHER, tmp } from "./helpers.js";
 
 // Data-parallel runs over c10d's Gloo group on 127.0.0.1 (native/core/dist.cpp). The step-level
 // equivalence (2 ranks at batch B/2 = 1 rank at batch B: losses, gradients, a synthesis run, two
@@ -60,11 +60,10 @@ describe.skipIf(!runtime().distributed)("data-parallel runs (c10d Gloo, 2 local 
     // DeepInversion on the bundled MNIST teacher, CI-sized (12 rounds of 128 images, 40 KD steps of
     // 128 a round), 1 thread per process, scored on the validation rows. The synthesis is the
     // one-process run's (each rank's share of every batch is identical: core_tests "dist"), and so
-    // are the student's weights on both ranks, but it is not the same run: each rank's student batch
-    // (64) draws from its own half of the bank, and the student's BatchNorm normalizes with its
-    // share's statistics (DDP without SyncBN). That costs accuracy at this size: seed 3, 1 process
-    // 86.53%, 2 ranks 80.73 / 78.47 / 79.87% (three builds of this change); with a global batch of
-    // 256 (128 a rank) 82.27% against 79.27%.
+    // are the student's weights on both ranks, and its BatchNorm normalizes by the whole batch
+    // (SyncBatchNorm, dist.h), but it is not the same run: each rank's student batch (64) draws from
+    // its own half of the bank. Seed 3: 1 process 86.53%, 2 ranks 84.07% (before SyncBatchNorm,
+    // 80.73 / 78.47 / 79.87% over three builds).
     requireMnist();
     const { r1, r2 } = await oneAndTwo({ method: "deepinversion", seed: 3,
       synth: { rounds: 12, iterations: 40, batchSize: 128 }, train: { stepsPerRound: 40, batchSize: 128 } });
@@ -80,6 +79,11 @@ describe.skipIf(!runtime().distributed)("data-parallel runs (c10d Gloo, 2 local 
     expect(r2.synthesized).toBe(12 * 64);  // rank 0's share of each batch
     expect(r2.studentSteps).toBe(12 * 40);
     expect(existsSync(r2.student.path) && existsSync(r2.report)).toBe(true);  // written by rank 0
+    // trained with dfkd's SyncBatchNorm operator, saved as the plain zoo model: it loads without dfkd
+    expect(python(`import torch
+m = torch.jit.load(${JSON.stringify(r2.student.path)}).eval()
+print("dfkd" in m.code or any("dfkd" in c.code for c in m.modules() if hasattr(c, "code")), tuple(m(torch.zeros(2, 1, 28, 28)).shape))`).trim())
+      .toBe("False (2, 10)");
     const a1 = r1.evaluation.studentAccuracy, a2 = r2.evaluation.studentAccuracy;
     console.log(`deepinversion, 12 rounds: 1 process ${(a1 * 100).toFixed(2)}%, 2 ranks ${(a2 * 100).toFixed(2)}% (validation rows)`);
     expect(a1).toBeGreaterThan(0.8);

@@ -275,6 +275,48 @@ void Dist::sum_gradients(const std::vector<torch::Tensor>& params, const char* w
   sum_flat(*this, grads, what);
 }
 
+// ---- SyncBatchNorm: dfkd::sync_batch_norm (dist.h) --------------------------------------------
+
+namespace {
+
+torch::Tensor sync_batch_norm(const torch::Tensor& x, const std::optional<torch::Tensor>& weight,
+                              const std::optional<torch::Tensor>& bias, torch::Tensor running_mean,
+                              torch::Tensor running_var, bool training, double momentum, double eps) {
+  Dist* d = active_dist();
+  if (!training || !d || d->world() < 2)
+    return at::batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, true);
+  // The global batch's per-channel sum and sum of squares in one differentiable all-reduce: its
+  // backward sums the gradients over the ranks, so each rank's inputs get what every rank's loss
+  // says about the shared statistics (torch.nn.SyncBatchNorm's gradient).
+  std::vector<int64_t> dims{0}, shape(x.dim(), 1);
+  for (int64_t i = 2; i < x.dim(); ++i) dims.push_back(i);
+  const int64_t c = x.size(1);
+  shape[1] = c;
+  const double n = double(x.numel() / std::max<int64_t>(c, 1)) * d->world();
+  auto sums = d->all_sum(torch::cat({x.sum(dims), x.square().sum(dims)}));
+  auto mean = sums.slice(0, 0, c) / n;
+  auto var = (sums.slice(0, c, 2 * c) / n - mean.square()).clamp_min(0);  // biased, as BatchNorm normalizes
+  auto y = (x - mean.view(shape)) * torch::rsqrt(var + eps).view(shape);
+  if (weight && weight->defined()) y = y * weight->view(shape);
+  if (bias && bias->defined()) y = y + bias->view(shape);
+  {  // running statistics as BatchNorm keeps them (unbiased variance), the same on every rank
+    torch::NoGradGuard ng;
+    running_mean.mul_(1 - momentum).add_(mean.detach(), momentum);
+    running_var.mul_(1 - momentum).add_(var.detach() * (n / std::max(n - 1, 1.0)), momentum);
+  }
+  return y;
+}
+
+}  // namespace
+
+// Registered with the library (the zoo's BatchNorm source calls it by name); its autograd is that
+// of the ops it is made of (CompositeImplicitAutograd), all_sum's node included.
+TORCH_LIBRARY(dfkd, m) {
+  m.def("sync_batch_norm(Tensor x, Tensor? weight, Tensor? bias, Tensor(a!) running_mean, Tensor(b!) running_var, "
+        "bool training, float momentum, float eps) -> Tensor");
+}
+TORCH_LIBRARY_IMPL(dfkd, CompositeImplicitAutograd, m) { m.impl("sync_batch_norm", sync_batch_norm); }
+
 void Dist::average_buffers(torch::jit::Module& m) {
   std::vector<torch::Tensor> bufs;
   for (auto b : m.buffers())

@@ -79,6 +79,13 @@ class Dist {
   void timed(const torch::Tensor& t, F&& collective);
 };
 
+// SyncBatchNorm, for the zoo's students in a data-parallel run (zoo.h make_model's sync_bn): the
+// operator dfkd::sync_batch_norm, BatchNorm's arguments, normalizes in training mode by the
+// statistics of the whole batch over the active group (an all-reduce of per-channel sums whose
+// backward sums the gradients), so W ranks at B/W compute what one process does at B. Without a
+// group, or in eval mode, it is torch.batch_norm. Registered by this library: a module that calls
+// it loads only where dfkd is loaded, so the student file gets the plain model (driver.cpp).
+
 // The data-parallel group of the job running on this thread (null: one process). The statistics
 // losses (losses.cpp batch_moments) read it: with a group, their statistics are the global batch's.
 Dist* active_dist();

@@ -195,7 +195,15 @@ void setup(Run& r) {
                                  std::to_string(r.classes) + " classes");
   if (r.test.size() && r.test.x.sizes().slice(1).vec() != r.shape)
     fail("E_SHAPE", "test images have shape " + shape_str(r.test.x.sizes().slice(1)) + ", the input shape is " + shape_str(r.shape));
-  r.student = make_student(c.student, r.shape, r.classes, r.rng->host, r.device);
+  r.student = make_student(c.student, r.shape, r.classes, r.rng->host, r.device, r.sync_bn);
+  auto has_bn = [](const torch::jit::Module& m) {
+    for (const auto& b : m.named_buffers())
+      if (b.name.size() >= 12 && b.name.compare(b.name.size() - 12, 12, "running_mean") == 0) return true;
+    return false;
+  };
+  if (r.sync_bn && !is_zoo_name(c.student) && has_bn(r.student))
+    r.log("data-parallel: this student file's BatchNorm layers normalize each rank's share of a batch (a zoo student's "
+          "normalize the whole batch)");
   if (c.channels_last) {
     to_channels_last(r.teacher->module());
     to_channels_last(r.student);
@@ -459,11 +467,17 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
     if (!cfg.resume.empty() && file_exists(cfg.resume + tag)) cfg.resume += tag;
     cfg.output.samples = false;
   }
+  // CUDA graphs capture no collective (the gradient sums, the global statistics, SyncBatchNorm):
+  // a data-parallel run steps eagerly.
+  const bool graphs_off = parallel && cfg.cuda_graphs;
+  if (graphs_off) cfg.cuda_graphs = false;
   EmitFn lead_only = [&emit, lead = spec.rank == 0](const Json& e) { if (lead) emit(e); };
   std::atomic<bool> agreed{false};  // a data-parallel run's cancel: set on every rank at the same unit
   Run r(cfg, parallel ? lead_only : emit, parallel ? agreed : cancel);
   r.started = t_start;
+  r.sync_bn = parallel;
   setup(r);
+  if (graphs_off) r.log("cudaGraphs: off in a data-parallel run (a CUDA graph captures no collective): steps run eagerly");
   if (parallel) {
     join(r, spec);
     r.agree_cancel = [&r, &cancel, &agreed] {
@@ -540,7 +554,15 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
     rep["hostSyncs"] = host_syncs;
     return rep;
   }
-  save_module(r.student, cfg.output.student, r.meta);
+  if (r.sync_bn && is_zoo_name(cfg.student)) {  // the plain model with the trained state: it loads without dfkd
+    auto init = at::make_generator<at::CPUGeneratorImpl>(0);
+    auto plain = make_student(cfg.student, r.shape, r.classes, init, r.device);
+    copy_state(plain, r.student);
+    plain.eval();
+    save_module(plain, cfg.output.student, r.meta);
+  } else {
+    save_module(r.student, cfg.output.student, r.meta);
+  }
   r.timings["save"] += secs_since(t0);
   Json evaluation;
   if (r.test.size()) {

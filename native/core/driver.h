@@ -61,6 +61,7 @@ struct Run {
   // the budget, decides re-sizing, evaluates and writes the student, report and samples; every
   // rank writes its own checkpoint (its share of the bank).
   std::unique_ptr<Dist> dist;
+  bool sync_bn = false;  // a data-parallel run: a zoo student's BatchNorm normalizes over the group (dist.h)
   bool lead() const { return !dist || dist->rank() == 0; }
   std::function<void()> agree_cancel;  // distributed: the ranks agree on a cancel between units
   bool synthesizing = false;  // in input synthesis: a NaN there leaves the student's state good

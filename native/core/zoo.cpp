@@ -6,6 +6,9 @@
 #include <atomic>
 #include <cmath>
 
+#include <torch/csrc/jit/frontend/resolver.h>
+#include <torch/csrc/jit/frontend/sugared_value.h>
+
 namespace dfkd {
 
 using torch::jit::Module;
@@ -20,6 +23,9 @@ struct UnitScope {
   UnitScope() { t_unit = std::make_shared<torch::jit::CompilationUnit>(); }
   ~UnitScope() { t_unit.reset(); }
 };
+// make_model(sync_bn): the BatchNorm layers of the model being built normalize over the
+// data-parallel group (dist.h). The generator's never do.
+thread_local bool t_sync_bn = false;
 
 // Zoo models are built to be trained: parameters require grad.
 Module trainable(Module m) {
@@ -33,7 +39,17 @@ Module new_module(const std::string& cls) {
   return m;
 }
 
-void define(Module& m, const std::string& src) { m.define(src); }
+// The names the zoo's sources use: torch.<op> (aten) as in any TorchScript, and dfkd.<op>, the
+// operators this library registers (dist.h: dfkd.sync_batch_norm).
+struct ZooResolver : torch::jit::Resolver {
+  std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name, torch::jit::GraphFunction& f,
+                                                         const torch::jit::SourceRange& loc) override {
+    if (name == "dfkd") return std::make_shared<torch::jit::BuiltinModule>("dfkd");
+    return torch::jit::nativeResolver()->resolveValue(name, f, loc);
+  }
+};
+
+void define(Module& m, const std::string& src) { m.define(src, std::make_shared<ZooResolver>()); }
 
 torch::Tensor normal(std::vector<int64_t> shape, double std, at::Generator& gen) {
   return torch::randn(shape, gen) * std;
@@ -69,12 +85,12 @@ Module batchnorm(int64_t c, bool affine = true) {
   m.register_buffer("running_mean", torch::zeros({c}));
   m.register_buffer("running_var", torch::ones({c}));
   m.register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
+  const std::string args = "x, " + w + ", " + b + ", self.running_mean, self.running_var, self.training, 0.1, 1e-05";
   define(m,
          "def forward(self, x):\n"
          "  if self.training:\n"
-         "    self.num_batches_tracked += 1\n"
-         "  return torch.batch_norm(x, " + w + ", " + b + ", self.running_mean, self.running_var, self.training, "
-         "0.1, 1e-05, True)\n");
+         "    self.num_batches_tracked += 1\n" +
+         (t_sync_bn ? "  return dfkd.sync_batch_norm(" + args + ")\n" : "  return torch.batch_norm(" + args + ", True)\n"));
   return m;
 }
 
@@ -164,9 +180,19 @@ Module resnet(const std::string& cls, const std::vector<int64_t>& blocks, const 
 
 std::vector<std::string> zoo_names() { return {"lenet5", "lenet5_half", "resnet8", "resnet20", "resnet18"}; }
 
-Module make_model(const std::string& name, const std::vector<int64_t>& in, int64_t classes, at::Generator& gen) {
+bool is_zoo_name(const std::string& name) {
+  auto names = zoo_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+Module make_model(const std::string& name, const std::vector<int64_t>& in, int64_t classes, at::Generator& gen,
+                  bool sync_bn) {
   if (in.size() != 3) fail("E_CONFIG", "model input shape must be [C, H, W], got " + shape_str(in));
   UnitScope unit;
+  struct SyncScope {
+    explicit SyncScope(bool on) { t_sync_bn = on; }
+    ~SyncScope() { t_sync_bn = false; }
+  } sync(sync_bn);
   if (name == "lenet5") return trainable(lenet5(in, classes, 1.0, gen));
   if (name == "lenet5_half") return trainable(lenet5(in, classes, 0.5, gen));
   if (name == "resnet8") return trainable(resnet("ResNet8", {1, 1, 1}, {16, 32, 64}, in, classes, gen));
@@ -213,10 +239,8 @@ Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, 
 }
 
 Module make_student(const std::string& name_or_path, const std::vector<int64_t>& in, int64_t classes,
-                    at::Generator& gen, torch::Device device) {
-  auto names = zoo_names();
-  bool zoo = std::find(names.begin(), names.end(), name_or_path) != names.end();
-  Module m = zoo ? make_model(name_or_path, in, classes, gen) : load_module(name_or_path, device);
+                    at::Generator& gen, torch::Device device, bool sync_bn) {
+  Module m = is_zoo_name(name_or_path) ? make_model(name_or_path, in, classes, gen, sync_bn) : load_module(name_or_path, device);
   m.to(device);
   m.train();
   for (auto p : m.parameters()) p.requires_grad_(true);  // a file may hold frozen parameters

@@ -6,15 +6,18 @@
 namespace dfkd {
 
 // name: "lenet5" | "lenet5_half" | "resnet18" | "resnet8" | "resnet20"
-// in_shape: (C,H,W). Weights are drawn from `gen` (deterministic for a seed).
+// in_shape: (C,H,W). Weights are drawn from `gen` (deterministic for a seed). sync_bn: its
+// BatchNorm layers call dfkd::sync_batch_norm (dist.h), for a data-parallel run; such a module
+// loads only where dfkd is loaded (copy its state into the plain model to save it).
 torch::jit::Module make_model(const std::string& name, const std::vector<int64_t>& in_shape, int64_t classes,
-                              at::Generator& gen);
+                              at::Generator& gen, bool sync_bn = false);
 std::vector<std::string> zoo_names();
+bool is_zoo_name(const std::string& name);
 
 // A student to train, on `device`, in train mode with every parameter requiring grad: a zoo
-// model when `name_or_path` is a zoo name, else a TorchScript file.
+// model when `name_or_path` is a zoo name (with sync_bn as make_model's), else a TorchScript file.
 torch::jit::Module make_student(const std::string& name_or_path, const std::vector<int64_t>& in_shape,
-                                int64_t classes, at::Generator& gen, torch::Device device);
+                                int64_t classes, at::Generator& gen, torch::Device device, bool sync_bn = false);
 
 // DFAD's GeneratorA (VainF/Data-Free-Adversarial-Distillation network/gan.py), sized for the
 // teacher's input (C,H,W), H and W divisible by 4: z[B,nz] -> Linear -> BN -> up2 -> conv3x3 ->

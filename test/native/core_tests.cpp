@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/dist.h"
+#include "core/zoo.h"
 #include "core/io/dtype.h"
 #include "core/io/safetensors.h"
 #include "core/job.h"
@@ -397,6 +398,29 @@ void dist_case(const std::string& which, int rank, int port) {
     tc.lr = 0.1;
     Optim o1(parameters_of(one), tc, 10), o2(parameters_of(dp), tc, 10);
     for (int64_t k = 0; k < 2; ++k) student_step(teacher, one, o1, x, torch::Tensor(), Loss::kl, 4.0, 0.0, k);
+    // A zoo student with BatchNorm (resnet8): its BatchNorm synchronized over the ranks
+    // (dfkd::sync_batch_norm) normalizes by the whole batch's statistics, so its weights and
+    // running statistics after two steps equal one process's; plain BatchNorm (each rank's share's
+    // statistics) does not. In one process the synchronized model is the plain one.
+    auto zoo = [](bool sync) {
+      auto g = at::make_generator<at::CPUGeneratorImpl>(5);
+      return make_model("resnet8", {1, 8, 8}, 3, g, sync);
+    };
+    auto steps = [&](torch::jit::Module m, const torch::Tensor& xb) {
+      Optim o(parameters_of(m), tc, 10);
+      for (int64_t k = 0; k < 2; ++k) student_step(teacher, m, o, xb, torch::Tensor(), Loss::kl, 4.0, 0.0, k);
+      std::vector<torch::Tensor> state = parameters_of(m);
+      for (auto b : m.buffers())
+        if (b.is_floating_point()) state.push_back(b);
+      return state;
+    };
+    auto same = [](const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+      bool eq = a.size() == b.size() && !a.empty();
+      for (size_t i = 0; eq && i < a.size(); ++i) eq = torch::allclose(a[i], b[i], 1e-4, 1e-5);
+      return eq;
+    };
+    auto zoo_one = steps(zoo(false), x);
+    EXPECT(same(steps(zoo(true), x), zoo_one));
     Dist d(spec);
     ActiveDist on(&d);
     for (int64_t k = 0; k < 2; ++k) student_step(teacher, dp, o2, share(x), torch::Tensor(), Loss::kl, 4.0, 0.0, k);
@@ -405,6 +429,8 @@ void dist_case(const std::string& which, int rank, int port) {
     for (size_t i = 0; i < p1.size(); ++i) EXPECT(torch::allclose(p1[i], p2[i], 1e-5, 1e-6));
     auto fresh = load();
     EXPECT(!torch::equal(p1[0], parameters_of(fresh)[0]));  // (the steps moved the weights)
+    EXPECT(same(steps(zoo(true), share(x)), zoo_one));
+    EXPECT(!same(steps(zoo(false), share(x)), zoo_one));
   } else if (which == "fault") {  // rank 1 dies after the rendezvous: rank 0's next collective fails, coded
     spec.timeout = 10;
     Dist d(spec);
