@@ -92,8 +92,8 @@ print("dfkd" in m.code or any("dfkd" in c.code for c in m.modules() if hasattr(c
 
   it.skipIf(SKIP_MNIST)("fast runs data-parallel: --nproc 2 gives a student in the band of the one-process run", async () => {
     // The fast recipe on the bundled MNIST teacher, CI-sized (30 rounds of 256 images), 1 thread
-    // per process, validation rows. Each rank runs the meta generator on the whole batch and the
-    // teacher on its share; the synthesis equals one process's (core_tests "dist"); the student
+    // per process, validation rows. Each rank runs the meta generator (BatchNorm synchronized) and
+    // the teacher on its share; the synthesis equals one process's (core_tests "dist"); the student
     // side differs as in the deepinversion test above, here with 128 images a rank: 1 process
     // 91.87%, 2 ranks 92.53% (seed 0, this change's build).
     requireMnist();
@@ -121,6 +121,11 @@ print("dfkd" in m.code or any("dfkd" in c.code for c in m.modules() if hasattr(c
     expect(rep.config.adversarial.batchSize).toBe(32);
     expect(rep.studentSteps).toBe(4 * rep.config.adversarial.studentSteps);
     expect(rep.synthesized).toBe(4 * (rep.config.adversarial.studentSteps * 16 + 16));  // rank 0's shares
+    // generator.pt: trained with its BatchNorm synchronized, written as the plain model (loads without dfkd)
+    expect(python(`import torch
+g = torch.jit.load(${JSON.stringify(path.join(out, "generator.pt"))}).eval()
+print(any("dfkd" in c.code for c in g.modules() if hasattr(c, "code")), tuple(g(torch.zeros(2, 100)).shape))`).trim())
+      .toBe("False (2, 1, 8, 8)");
     const base = ["distill", fx("tiny_bn.pt"), "--student", "resnet8", "--rounds", "1", "--out", tmp(), "--json"];
     const env = { WORLD_SIZE: "2", RANK: "5", MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(await freePort()) };
     const bad = await cli([...base, "--method", "deepinversion"], env).done;

@@ -23,9 +23,13 @@ struct UnitScope {
   UnitScope() { t_unit = std::make_shared<torch::jit::CompilationUnit>(); }
   ~UnitScope() { t_unit.reset(); }
 };
-// make_model(sync_bn): the BatchNorm layers of the model being built normalize over the
-// data-parallel group (dist.h). The generator's never do.
+// make_model / make_generator(sync_bn): the BatchNorm layers of the model being built normalize
+// over the data-parallel group (dist.h).
 thread_local bool t_sync_bn = false;
+struct SyncScope {
+  explicit SyncScope(bool on) { t_sync_bn = on; }
+  ~SyncScope() { t_sync_bn = false; }
+};
 
 // Zoo models are built to be trained: parameters require grad.
 Module trainable(Module m) {
@@ -189,10 +193,7 @@ Module make_model(const std::string& name, const std::vector<int64_t>& in, int64
                   bool sync_bn) {
   if (in.size() != 3) fail("E_CONFIG", "model input shape must be [C, H, W], got " + shape_str(in));
   UnitScope unit;
-  struct SyncScope {
-    explicit SyncScope(bool on) { t_sync_bn = on; }
-    ~SyncScope() { t_sync_bn = false; }
-  } sync(sync_bn);
+  SyncScope sync(sync_bn);
   if (name == "lenet5") return trainable(lenet5(in, classes, 1.0, gen));
   if (name == "lenet5_half") return trainable(lenet5(in, classes, 0.5, gen));
   if (name == "resnet8") return trainable(resnet("ResNet8", {1, 1, 1}, {16, 32, 64}, in, classes, gen));
@@ -204,11 +205,12 @@ Module make_model(const std::string& name, const std::vector<int64_t>& in, int64
 }
 
 Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out, at::Generator& gen,
-                      const GeneratorHead& head) {
+                      const GeneratorHead& head, bool sync_bn) {
   if (out.size() != 3 || out[1] % 4 || out[2] % 4)
     fail("E_CONFIG", "the generator needs an input shape [C, H, W] with H and W divisible by 4, got " + shape_str(out));
   const int64_t h0 = out[1] / 4, w0 = out[2] / 4;
   UnitScope unit;
+  SyncScope sync(sync_bn);
   Module m = new_module("Generator");
   m.register_module("l1", linear(nz, 2 * ngf * h0 * w0, gen));
   m.register_module("bn0", batchnorm(2 * ngf));

@@ -30,7 +30,8 @@ struct GeneratorHead {
   bool pixels = false, affine = false;
   std::vector<double> mean, std;  // pixels: the normalization
 };
+// sync_bn: as make_model's (a data-parallel run: each rank runs it on its share of z).
 torch::jit::Module make_generator(int64_t nz, int64_t ngf, const std::vector<int64_t>& out_shape, at::Generator& gen,
-                                  const GeneratorHead& head = {});
+                                  const GeneratorHead& head = {}, bool sync_bn = false);
 
 }  // namespace dfkd

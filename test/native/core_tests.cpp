@@ -330,7 +330,8 @@ void dist_case(const std::string& which, int rank, int port) {
     };
     auto whole = synth(c), whole_spectral = synth(cs);
     // fast (MetaGeneratorSynth): two batches, the meta step between them, BN + CE terms, jitter.
-    // Every rank runs the generator on the whole z and the teacher on its share.
+    // Every rank runs the generator (built inside the group: BatchNorm synchronized) and the
+    // teacher on its rows of z.
     SynthConfig fs;
     fs.batch = 8, fs.iterations = 3, fs.lr = 0.015, fs.betas = {0.5, 0.999}, fs.jitter = 1, fs.flip = false;
     GeneratorConfig gc;

@@ -129,7 +129,10 @@ class Adversarial : public Method {
     g_->module().eval();
     Json gmeta = r.meta;
     gmeta["nz"] = g_->nz();
-    save_module(g_->module(), gpath, gmeta);
+    if (r.lead()) {  // (rank 0 writes the files)
+      auto g = g_->portable();
+      save_module(g, gpath, gmeta);
+    }
     auto x = g_->sample(64, *r.rng);
     {
       torch::NoGradGuard ng;

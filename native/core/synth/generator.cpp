@@ -2,6 +2,7 @@
 // 2019), with DAFL's terms (Chen et al. 2019) and DeepInversion's BN term as options. Its
 // defaults are the adversarial recipe's (methods/adversarial.cpp).
 #include "core/synth/synth.h"
+#include "core/checkpoint.h"
 #include "core/dist.h"
 #include "core/train.h"
 #include "core/zoo.h"
@@ -12,17 +13,22 @@ using losses::Term;
 using losses::TermInput;
 
 namespace {
-// Data-parallel (dist.h): every rank draws the whole batch's z and runs the generator on all of
-// it (its BatchNorm sees what one process's would), then keeps its rows; `batch` is one rank's
-// share (the whole batch in one process).
+// Data-parallel (dist.h): every rank draws the whole batch's z (the same draws) and runs the
+// generator on its rows, its BatchNorm synchronized (the whole batch's statistics, as one
+// process's); `batch` is one rank's share (the whole batch in one process).
 Share rows_of(int64_t batch) {
   Dist* d = active_dist();
   return share_of(batch * (d ? d->world() : 1), "adversarial.batchSize");
 }
+bool data_parallel() {
+  Dist* d = active_dist();
+  return d && d->world() > 1;
+}
 }  // namespace
 
 torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, const std::vector<int64_t>& shape,
-                                   at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std) {
+                                   at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std,
+                                   bool sync_bn) {
   if (c.nz < 1 || c.ngf < 1) fail("E_CONFIG", "generator nz and ngf must be positive");
   GeneratorHead head;
   head.pixels = c.output == GenOutput::pixels;  // auto: resolved by plan.cpp (standardized when unresolved)
@@ -31,7 +37,7 @@ torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, c
                      "{ mean, std } (mean 0, std 1 for raw [0, 1] pixels)");
   head.mean = mean, head.std = std;
   head.affine = c.bn > 0;  // the standardized head: the BN term anchors its scale and shift
-  auto g = make_generator(c.nz, c.ngf, shape, init, head);
+  auto g = make_generator(c.nz, c.ngf, shape, init, head, sync_bn);
   g.to(teacher.device());
   if (forward_options().channels_last) to_channels_last(g);
   g.train();
@@ -41,8 +47,8 @@ torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, c
 GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::vector<int64_t> shape,
                                at::Generator& init, int64_t total_steps, const std::vector<double>& mean,
                                const std::vector<double>& std)
-    : c_(c), teacher_(teacher) {
-  g_ = build_generator(c, teacher, shape, init, mean, std);
+    : c_(c), teacher_(teacher), shape_(std::move(shape)), mean_(mean), std_(std), sync_(data_parallel()) {
+  g_ = build_generator(c, teacher, shape_, init, mean, std, sync_);
   opt_ = std::make_unique<Optim>(parameters_of(g_), c, total_steps);
   auto bn = teacher.bn_taps();
   if (c.bn > 0 && bn.empty()) fail("E_NO_BN", "the generator's bn term needs a teacher with BatchNorm layers");
@@ -74,7 +80,16 @@ torch::Tensor GeneratorSynth::sample(int64_t batch, Rng& rng) {
   torch::NoGradGuard ng;
   const Share rows = rows_of(batch);
   auto z = torch::randn({batch * rows.world, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
-  return rows.of(generate(z));
+  return generate(rows.of(z));
+}
+
+torch::jit::Module GeneratorSynth::portable() {
+  if (!sync_) return g_;
+  auto init = at::make_generator<at::CPUGeneratorImpl>(0);
+  auto plain = build_generator(c_, teacher_, shape_, init, mean_, std_);
+  copy_state(plain, g_);
+  plain.train(g_.is_training());
+  return plain;
 }
 
 StepLosses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, double T, Rng& rng, int64_t step,
@@ -82,7 +97,7 @@ StepLosses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, doub
   opt_->step_schedule(step);
   const Share rows = rows_of(batch);
   auto z = torch::randn({batch * rows.world, c_.nz}, rng.device, torch::TensorOptions().device(teacher_.device()));
-  auto x = rows.of(generate(z));
+  auto x = generate(rows.of(z));
   Tapped t = tapped_ ? teacher_.forward_tapped(x) : Tapped{teacher_.logits(x), {}};
   StepLosses parts;
   temperature_ = T;
@@ -102,7 +117,7 @@ StepLosses GeneratorSynth::step(torch::jit::Module& student, int64_t batch, doub
   if (diagnostics) {
     torch::NoGradGuard ng;
     BufferSnapshot keep_g(g_), keep_s(student);
-    auto x2 = rows.of(generate(z));
+    auto x2 = generate(rows.of(z));
     parts.set("discrepancy_after", losses::discrepancy(c_.loss, run_logits(student, x2, "student"), teacher_.logits(x2), T));
   }
   return parts;

@@ -19,7 +19,9 @@ MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConf
   if (!(s.lr > 0) || !(g.lr > 0)) fail("E_CONFIG", "fast: synth.lr (of z) and generator.lr must be positive");
   if (s.betas.size() != 2 || g.betas.size() != 2) fail("E_CONFIG", "fast: synth.betas and generator.betas must be [beta1, beta2]");
   if (g.adv_warmup < 0 || g.adv_warmup > 1) fail("E_CONFIG", "generator.advWarmup must be a fraction of the run, 0..1");
-  meta_ = build_generator(g, teacher, shape_, init, mean, std);
+  // (in a data-parallel job, its BatchNorm synchronized: each rank runs it on its rows of z)
+  Dist* d = active_dist();
+  meta_ = build_generator(g, teacher, shape_, init, mean, std, d && d->world() > 1);
   // The meta step: Adam at lr_g x iterations, the reference's meta_optimizer (betas of the generator).
   OptimConfig mc = g;
   mc.lr = g.lr * double(s.iterations);
@@ -52,21 +54,20 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
                                     const ProgressFn& progress) {
   auto dev = teacher_.device();
   auto y = balanced_targets(s_.batch, classes_, rng, dev);
-  auto z = torch::randn({s_.batch, g_.nz}, rng.device, torch::TensorOptions().device(dev)).requires_grad_(true);
-  // Data-parallel (dist.h): every rank runs the generator on the whole batch (the same z: its
-  // BatchNorm sees the batch one process would) and the teacher on its share. The gradients of
-  // the copy and of z are summed over the ranks, so every rank holds the same generator, z and
-  // meta generator, and each share's images are the one-process batch's rows.
+  auto z = torch::randn({s_.batch, g_.nz}, rng.device, torch::TensorOptions().device(dev));
+  // Data-parallel (dist.h): every rank draws the whole batch's z and targets and keeps its rows;
+  // the generator, its BatchNorm synchronized (the whole batch's statistics), and the teacher run
+  // on them. The copy's gradients are summed over the ranks, so every rank holds the same
+  // generator and meta generator, and each share's images are the one-process batch's rows.
   const Share share = share_of(s_.batch, "synth.batchSize");
   const int64_t world = share.world;
   y = share.of(y);
+  z = share.of(z).clone().requires_grad_(true);
   // This batch's generator: a copy of the meta generator, adapted with z (the reference's
   // fast_generator and its Adam over both, lr_g and lr_z).
   auto fast = trainable_copy(meta_);
   fast.train();
   auto fast_params = parameters_of(fast), meta_params = parameters_of(meta_);
-  auto adapted = fast_params;  // what the ranks' gradient sum covers: the copy and z
-  adapted.push_back(z);
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(fast_params, std::make_unique<torch::optim::AdamOptions>(
                                        torch::optim::AdamOptions(g_.lr).betas({g_.betas[0], g_.betas[1]})));
@@ -89,7 +90,6 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
       ForwardCast fc;
       x = fc.out(fast.forward({z}).toTensor());
     }
-    x = share.of(x);
     auto xin = jitter_flip(x, s_.jitter, s_.flip, rng);
     auto t = teacher_.forward_tapped(xin);
     StepLosses parts;
@@ -102,7 +102,7 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
     opt.zero_grad();
     if (world > 1) {  // each share's part of the whole batch's loss
       (total / double(world)).backward();
-      active_dist()->sum_gradients(adapted, "the sum of the fast generator's gradients");
+      active_dist()->sum_gradients(fast_params, "the sum of the fast generator's gradients");
     } else {
       total.backward();
     }

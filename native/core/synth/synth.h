@@ -114,8 +114,10 @@ class InputSynthesizer : public BatchSynth {
 
 // The generator of the adversarial and fast methods (zoo.h make_generator), its head from
 // `c.output` (resolved by plan.cpp) and the normalization, on the teacher's device, in train mode.
+// sync_bn: its BatchNorm over the data-parallel group (each rank runs it on its share of z).
 torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, const std::vector<int64_t>& shape,
-                                   at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std);
+                                   at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std,
+                                   bool sync_bn = false);
 
 // Fast-Datafree's meta-learned generator (FastDFKD, Fang et al. AAAI 2022; zju-vipa/Fast-Datafree
 // datafree/synthesis/fast_meta.py): each batch starts from a copy of the meta generator and a
@@ -125,9 +127,9 @@ torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, c
 // generator.adversarial x the KL on the samples where student and teacher agree (from
 // generator.advWarmup of the run on); the batch of lowest loss is kept, and the meta generator
 // takes one Adam step (lr generator.lr x iterations) along the sum of the copy's gradients
-// (first-order MAML, their is_maml 1). In a data-parallel job (dist.h) every rank runs the
-// generator on the whole batch and the teacher on its share, the gradients of the copy and of z
-// summed over the ranks: each rank returns its share of the one-process batch.
+// (first-order MAML, their is_maml 1). In a data-parallel job (dist.h; built inside it) every
+// rank runs the generator, its BatchNorm synchronized, and the teacher on its rows of z, the
+// copy's gradients summed over the ranks: each rank returns its share of the one-process batch.
 class MetaGeneratorSynth : public BatchSynth {
  public:
   // `layers`: a stats file's targets (stats_targets), or empty for the teacher's BN statistics
@@ -167,9 +169,10 @@ class GeneratorSynth {
   GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::vector<int64_t> input_shape, at::Generator& init,
                  int64_t total_steps, const std::vector<double>& mean = {}, const std::vector<double>& std = {});
   GeneratorSynth(const GeneratorSynth&) = delete;  // its terms refer to it
-  // In a data-parallel job (dist.h) `batch` is one rank's share: every rank draws the whole
-  // batch's z, runs the generator on all of it and keeps its rows (sample), and sums the
-  // generator's gradients over the ranks (step); the same generator on every rank.
+  // In a data-parallel job (dist.h; built inside it) `batch` is one rank's share: every rank draws
+  // the whole batch's z and runs the generator on its rows, its BatchNorm synchronized (the whole
+  // batch's statistics), and sums the generator's gradients over the ranks (step); the same
+  // generator on every rank.
   torch::Tensor sample(int64_t batch, Rng& rng);  // no grad, generator in train mode
   // One generator step: maximize the teacher-student discrepancy (+ optional DAFL/BN terms).
   // With `diagnostics`, also reports "discrepancy_after": the discrepancy on the same z after the step.
@@ -177,6 +180,9 @@ class GeneratorSynth {
   StepLosses step(torch::jit::Module& student, int64_t batch, double temperature, Rng& rng, int64_t step,
               bool diagnostics = false);
   torch::jit::Module& module() { return g_; }
+  // The generator to write to a file: its plain model with this one's state when its BatchNorm is
+  // synchronized (dfkd's operator: such a module loads only where dfkd is loaded), else itself.
+  torch::jit::Module portable();
   Optim& optim() { return *opt_; }
   int64_t nz() const { return c_.nz; }
 
@@ -184,6 +190,9 @@ class GeneratorSynth {
   torch::Tensor generate(const torch::Tensor& z);  // G(z) under the thread's forward options
   GeneratorConfig c_;
   Teacher& teacher_;
+  std::vector<int64_t> shape_;
+  std::vector<double> mean_, std_;
+  bool sync_ = false;
   torch::jit::Module g_;
   std::unique_ptr<Optim> opt_;
   std::vector<losses::Term> terms_;
