@@ -171,11 +171,15 @@ export const distillSchema = z.strictObject({
   cudaGraphs: z.boolean().optional(),
   /** Data-parallel runs. The ranks come from torchrun's environment variables (RANK, WORLD_SIZE,
    * LOCAL_RANK, MASTER_ADDR, MASTER_PORT; `dfkd distill --nproc N` sets them for N local
-   * processes): with WORLD_SIZE > 1 each process trains on its share of every batch over c10d's
-   * Gloo group (CPU). classical and the input-synthesis methods; rank 0 writes the outputs.
-   * `timeout`: seconds a rank waits for the others (rendezvous, each collective) before
-   * E_DISTRIBUTED; default 300. */
-  distributed: z.strictObject({ timeout: positive.optional() }).optional(),
+   * processes): with WORLD_SIZE > 1 each process works on its share of every batch over c10d's
+   * Gloo group (CPU) or NCCL group (CUDA, one device per local rank); every method; rank 0 writes
+   * the outputs. `timeout`: seconds a rank waits for the others (rendezvous, each collective)
+   * before E_DISTRIBUTED; default 300. `syncBatchNorm`: a zoo student's BatchNorm normalizes by the
+   * whole batch's statistics over the ranks (the student of one process at the global batch; one
+   * all-reduce per layer and step each way); false: by each rank's share (as DDP without
+   * SyncBatchNorm: fewer collectives — classical on 2 local ranks 1.84x one process's time with it,
+   * 1.34x without, bench/results/dist.md). Default true. Generators always synchronize theirs. */
+  distributed: z.strictObject({ timeout: positive.optional(), syncBatchNorm: z.boolean().optional() }).optional(),
   /** Teacher input [C, H, W]; default: the teacher file's dfkd metadata, or the data's shape. */
   inputShape: z.array(positiveInt).length(3).optional(),
   /** Wall-clock budget of the whole run: seconds, or "90s", "10m", "2h", "1h30m". The run measures

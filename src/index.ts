@@ -80,9 +80,11 @@ export interface DistillReport {
    * group. Only rank 0's report is written (and its student); `config.train.batchSize` is the
    * global batch, each rank steps on `studentBatchPerRank` of it. `collectives`: rank 0's
    * all-reduces and broadcasts over the run — how many, the megabytes it put into them, and the
-   * seconds from issuing each to its completion (transfer plus waiting for slower ranks). */
+   * seconds from issuing each to its completion (transfer plus waiting for slower ranks).
+   * `syncBatchNorm`: whether the student's BatchNorm normalized over the ranks (config
+   * `distributed.syncBatchNorm` and a zoo student). */
   distributed?: {
-    rank: number; world: number; backend: "gloo" | "nccl"; studentBatchPerRank: number; timeout: number;
+    rank: number; world: number; backend: "gloo" | "nccl"; studentBatchPerRank: number; timeout: number; syncBatchNorm: boolean;
     collectives: { count: number; megabytes: number; seconds: number };
   };
   losses: { student: Record<string, number>; synthesis: Record<string, number> };

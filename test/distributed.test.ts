@@ -68,7 +68,7 @@ describe.skipIf(!runtime().distributed)("data-parallel runs (c10d Gloo, 2 local 
     const { r1, r2 } = await oneAndTwo({ method: "deepinversion", seed: 3,
       synth: { rounds: 12, iterations: 40, batchSize: 128 }, train: { stepsPerRound: 40, batchSize: 128 } });
     expect(r2.type).toBe("report");
-    expect(r2.distributed).toMatchObject({ rank: 0, world: 2, backend: "gloo", studentBatchPerRank: 64 });
+    expect(r2.distributed).toMatchObject({ rank: 0, world: 2, backend: "gloo", studentBatchPerRank: 64, syncBatchNorm: true });
     // rank 0's collectives: at least one gradient bucket per student step, each the student's size
     const c = r2.distributed.collectives;
     expect(c.count).toBeGreaterThan(12 * 40);
@@ -111,12 +111,14 @@ print("dfkd" in m.code or any("dfkd" in c.code for c in m.modules() if hasattr(c
     // The generator step's equivalence (2 ranks at B/2 = 1 rank at B) is in core_tests "dist";
     // here the job's wiring: both batches global, each rank a share, rank 0 reports.
     const out = tmp();
-    const adv = await cli(["distill", fx("tiny_bn.pt"), "--student", "resnet8", "--method", "adversarial", "--epochs", "1", "--iters-per-epoch", "4",
+    const cfg = path.join(out, "config.json");  // (the student's BatchNorm per rank, as DDP without SyncBatchNorm)
+    writeFileSync(cfg, JSON.stringify({ distributed: { syncBatchNorm: false } }));
+    const adv = await cli(["distill", "-c", cfg, fx("tiny_bn.pt"), "--student", "resnet8", "--method", "adversarial", "--epochs", "1", "--iters-per-epoch", "4",
       "--batch-size", "32", "--threads", "1", "--seed", "3", "--test", blobs.test.images, "--test-labels", blobs.test.labels, "--out", out, "--json", "-q", "--nproc", "2"]).done;
     expect(adv.status, adv.stderr).toBe(0);
     const rep = adv.lines.at(-1)!;
     expect(rep.type).toBe("report");
-    expect(rep.distributed).toMatchObject({ rank: 0, world: 2, studentBatchPerRank: 16 });
+    expect(rep.distributed).toMatchObject({ rank: 0, world: 2, studentBatchPerRank: 16, syncBatchNorm: false });
     expect(rep.config.train.batchSize).toBe(32);
     expect(rep.config.adversarial.batchSize).toBe(32);
     expect(rep.studentSteps).toBe(4 * rep.config.adversarial.studentSteps);

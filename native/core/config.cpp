@@ -234,7 +234,7 @@ DistillConfig parse_distill(const Json& j) {
   if (const Json* b = r.take("budget"); b && !b->is_null()) c.budget = parse_budget(*b);
   if (const Json* d = r.take("distributed"); d && !d->is_null()) {
     Reader dr(*d, "distributed");
-    dr.field("timeout", c.dist_timeout);
+    dr.fields("timeout", c.dist_timeout, "syncBatchNorm", c.dist_sync_bn);
     dr.finish();
     if (!(c.dist_timeout > 0)) fail("E_CONFIG", "distributed.timeout must be a positive number of seconds");
   }

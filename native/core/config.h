@@ -130,6 +130,10 @@ struct DistillConfig {
   // Data-parallel runs (dist.h; the ranks from torchrun's environment variables): how long a rank
   // waits for the others at the rendezvous and at each collective before E_DISTRIBUTED.
   double dist_timeout = 300;
+  // A zoo student's BatchNorm over the ranks (dist.h sync_batch_norm): one process's student at the
+  // global batch, at one all-reduce per layer and step each way; false: each rank's share's
+  // statistics (DDP without SyncBatchNorm). Generators always synchronize theirs.
+  bool dist_sync_bn = true;
   Prior prior = Prior::automatic;
   std::vector<double> mean, std;  // the teacher's input normalization; empty: metadata, then datasets
   // Which sizes the user gave (keys "synth.rounds", "adversarial.epochs", ...): a budget never overrides them.

@@ -421,7 +421,7 @@ Json report_of(Run& r) {
     if (cfg.has("adversarial")) cfg["adversarial"]["batchSize"] = r.cfg.recipe.adversarial.batch * r.dist->world();
     report["distributed"] = Json(Json::Object{{"rank", r.dist->rank()}, {"world", r.dist->world()}, {"backend", r.dist->backend()},
                                               {"studentBatchPerRank", r.cfg.recipe.train.batch},
-                                              {"timeout", r.cfg.dist_timeout}});
+                                              {"timeout", r.cfg.dist_timeout}, {"syncBatchNorm", r.sync_bn}});
     // rank 0's collectives over the whole run: their share of its wall time is the cost of the
     // data parallelism (bench/dist.mjs compares the same job on one process)
     const auto& tr = r.dist->traffic();
@@ -475,7 +475,7 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   std::atomic<bool> agreed{false};  // a data-parallel run's cancel: set on every rank at the same unit
   Run r(cfg, parallel ? lead_only : emit, parallel ? agreed : cancel);
   r.started = t_start;
-  r.sync_bn = parallel;
+  r.sync_bn = parallel && cfg.dist_sync_bn;
   setup(r);
   if (graphs_off) r.log("cudaGraphs: off in a data-parallel run (a CUDA graph captures no collective): steps run eagerly");
   if (parallel) {
