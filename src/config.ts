@@ -72,6 +72,10 @@ export const trainSchema = z.strictObject({
    * lam*x_i + (1-lam)*x_j of two bank images (lam ~ U(0,1) per image), labeled by the teacher
    * like any other input: samples between the synthesized ones, near the decision boundaries. */
   mixup: z.number().min(0).max(1).optional(),
+  /** Average the student's weights over its steps: an exponential moving average at this decay
+   * per step (warm-up min(ema, (1 + n) / (10 + n)) at step n; BN running statistics included).
+   * The average is what the run evaluates, checkpoints and saves. 0 turns it off. */
+  ema: z.number().min(0).lt(1).optional(),
 });
 
 export const synthSchema = z.strictObject({

@@ -58,7 +58,7 @@ describe("fast (a meta-learned generator, FastDFKD)", () => {
     // The meta generator and its optimizer are in the checkpoint: a round cancelled mid-way
     // restarts from the meta generator as it was at the round's start.
     const base = { teacher: fx("tiny_bn.pt"), student: "resnet8", method: "fast" as const, seed: 7, threads: 1,
-      synth: { rounds: 3, iterations: 30, batchSize: 16 }, train: { stepsPerRound: 10, batchSize: 16 }, output: { samples: false } };
+      synth: { rounds: 3, iterations: 30, batchSize: 16 }, train: { stepsPerRound: 10, batchSize: 16, ema: 0.9 }, output: { samples: false } };
     const full = tmp();
     const whole = await distill({ ...base, outDir: full });
     const cut = tmp();

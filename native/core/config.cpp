@@ -150,7 +150,7 @@ template <class V> void visit(V& v, TrainConfig& c) {
   visit(v, static_cast<OptimConfig&>(c));
   v.fields("steps", c.steps, "stepsPerRound", c.steps_per_round, "batchSize", c.batch);
   v.fields("temperature", c.temperature, "ceWeight", c.ce_weight, "loss", c.loss);
-  v.fields("cropPadding", c.crop_padding, "flip", c.flip, "mixup", c.mixup);
+  v.fields("cropPadding", c.crop_padding, "flip", c.flip, "mixup", c.mixup, "ema", c.ema);
 }
 template <class V> void visit(V& v, SynthConfig& c) {
   v.fields("rounds", c.rounds, "batchSize", c.batch, "iterations", c.iterations);
@@ -230,6 +230,7 @@ DistillConfig parse_distill(const Json& j) {
   // the config is still checked key by key.
   c.recipe = c.method == "auto" ? Recipe{} : method_info(c.method).recipe();
   visit_top(r, c);
+  if (!(c.recipe.train.ema >= 0 && c.recipe.train.ema < 1)) fail("E_CONFIG", "train.ema must be in [0, 1)");
   if (c.precision != "fp32" && c.precision != "bf16") fail("E_CONFIG", "precision must be 'fp32' or 'bf16'");
   if (const Json* b = r.take("budget"); b && !b->is_null()) c.budget = parse_budget(*b);
   if (const Json* d = r.take("distributed"); d && !d->is_null()) {

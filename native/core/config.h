@@ -42,6 +42,7 @@ struct TrainConfig : OptimConfig {
   int64_t crop_padding = 0;
   bool flip = false;
   double mixup = 0.0;
+  double ema = 0.0;  // the student's weights averaged at this decay per step (train.h WeightAverage); 0 = off
 };
 
 // Input synthesis (deepinversion, statistical, spectral, noise): the optimizer of x and the

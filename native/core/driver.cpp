@@ -68,6 +68,7 @@ StepLosses Run::student_step(const torch::Tensor& x, const torch::Tensor& y, int
     student_graph = std::make_unique<StudentGraph>(*teacher, student, t.loss, t.temperature, t.ce_weight);
   auto parts = student_graph ? student_graph->step(*opt, x, y, step)
                              : dfkd::student_step(*teacher, student, *opt, x, y, t.loss, t.temperature, t.ce_weight, step);
+  if (average) average->update(student);
   student_finite = still_finite(student_finite, parts.tensor("student"));
   parts.guard(student_finite, "the student loss", "lower the learning rate");
   return parts;
@@ -86,7 +87,7 @@ void Run::maybe_eval(int64_t step) {
   // these evaluations not): the time-to-accuracy curve (bench/family.mjs --eval-every).
   const double elapsed = secs_since(started) - eval_seconds;
   auto t0 = Clock::now();
-  auto r = evaluate(nullptr, &student, test, 512, device);
+  auto r = evaluate(nullptr, &result(), test, 512, device);
   eval_seconds += secs_since(t0);
   Json e = r.json();
   e["type"] = "eval";
@@ -135,6 +136,10 @@ void Run::save_checkpoint(Method& m, const char* reason, bool defer) {
   Json st = m.save(*this, ck);
   if (reason) st["reason"] = reason;
   ck.put_module("student", student);
+  if (average) {
+    ck.put_module("studentAverage", average->module());
+    st["averagedSteps"] = average->updates();
+  }
   opt->save(ck.out());
   st["method"] = cfg.method;
   st["seed"] = double(cfg.seed);
@@ -527,7 +532,15 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   }
   auto method = info.make(info);
   method->init(r);
-  if (ck) restoring(ck->path(), [&] { method->restore(r, *ck, rs); });
+  if (cfg.recipe.train.ema > 0) r.average = std::make_unique<WeightAverage>(r.student, cfg.recipe.train.ema);
+  if (ck) restoring(ck->path(), [&] {
+    method->restore(r, *ck, rs);
+    if (r.average && rs.has("averagedSteps")) {  // (a checkpoint without an average: it starts from the student)
+      auto am = ck->module("studentAverage", r.device);
+      copy_state(r.average->module(), am);
+      r.average->set_updates(rs.integer("averagedSteps", 0));
+    }
+  });
   if (parallel) {  // every rank continues from the same unit (rank 0's), or none does
     auto at = torch::tensor({method->unit()});
     r.dist->broadcast_({at}, 0, "the unit to resume from");
@@ -548,6 +561,7 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   // save the student, evaluate, write the report
   auto t0 = Clock::now();
   r.phase("save");
+  if (r.average) copy_state(r.student, r.average->module());  // the run's result: the averaged weights
   r.student.eval();
   if (!r.lead()) {  // rank 0 writes the student and the report; this rank's report is returned only
     Json rep = report_of(r);

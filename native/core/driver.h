@@ -13,6 +13,7 @@
 #include "core/losses.h"
 #include "core/optim.h"
 #include "core/teacher.h"
+#include "core/train.h"
 
 namespace dfkd {
 
@@ -57,6 +58,10 @@ struct Run {
   StepLosses last_student, last_synth;
   torch::Tensor student_finite;  // every student loss so far was finite (on the device)
   std::unique_ptr<StudentGraph> student_graph;  // cudaGraphs on a CUDA device
+  // train.ema > 0: the student's weights averaged over its steps; the average is what is
+  // evaluated, checkpointed and saved (train.h).
+  std::unique_ptr<WeightAverage> average;
+  torch::jit::Module& result() { return average ? average->module() : student; }  // the student a run hands out
   // A data-parallel run (WORLD_SIZE > 1): this process's rank in the group. Rank 0 leads: it plans
   // the budget, decides re-sizing, evaluates and writes the student, report and samples; every
   // rank writes its own checkpoint (its share of the bank).

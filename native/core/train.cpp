@@ -110,6 +110,34 @@ torch::jit::Module trainable_copy(const torch::jit::Module& m) {
   return c;
 }
 
+WeightAverage::WeightAverage(const torch::jit::Module& live, double decay) : avg_(live.clone()), decay_(decay) {
+  torch::NoGradGuard ng;
+  for (auto sub : avg_.modules()) {  // tensors of its own, outside autograd
+    for (const auto& p : sub.named_parameters(/*recurse=*/false))
+      sub.register_parameter(p.name, p.value.detach().clone(), false);
+    for (const auto& b : sub.named_buffers(/*recurse=*/false)) sub.register_buffer(b.name, b.value.detach().clone());
+  }
+}
+
+void WeightAverage::update(torch::jit::Module& live) {
+  torch::NoGradGuard ng;
+  ++n_;
+  const double d = std::min(decay_, (1.0 + double(n_)) / (10.0 + double(n_)));
+  std::vector<torch::Tensor> avg, cur;
+  for (auto p : avg_.parameters()) avg.push_back(p);
+  for (auto p : live.parameters()) cur.push_back(p.detach());
+  std::vector<torch::Tensor> ab, lb;
+  for (auto b : avg_.buffers()) ab.push_back(b);
+  for (auto b : live.buffers()) lb.push_back(b);
+  if (avg.size() != cur.size() || ab.size() != lb.size())
+    fail("E_INTERNAL", "the averaged student and the student differ in their tensors");
+  for (size_t i = 0; i < ab.size(); ++i) {
+    if (ab[i].is_floating_point()) avg.push_back(ab[i]), cur.push_back(lb[i]);
+    else ab[i].copy_(lb[i]);  // counters (BN's num_batches_tracked)
+  }
+  if (!avg.empty()) at::_foreach_lerp_(avg, cur, 1.0 - d);  // avg = d avg + (1 - d) live
+}
+
 bool module_finite(torch::jit::Module& m) {
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> ok;

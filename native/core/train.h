@@ -56,6 +56,24 @@ class BufferSnapshot {
   std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_;  // (live buffer, copy)
 };
 
+// The student's weights averaged over its steps (train.ema): an exponential moving average of the
+// parameters and floating-point buffers (BN running statistics) with decay min(ema, (1 + n) / (10 + n))
+// at the n-th update: Polyak averaging with timm's ModelEmaV2 warm-up, which averages over about
+// the last n / 9 steps early in a run and over 1 / (1 - ema) steps once n is large. The average is
+// what a run evaluates, checkpoints and saves; the optimizer keeps stepping the live weights.
+class WeightAverage {
+ public:
+  WeightAverage(const torch::jit::Module& live, double decay);
+  void update(torch::jit::Module& live);  // after an optimizer step of `live`
+  torch::jit::Module& module() { return avg_; }
+  int64_t updates() const { return n_; }
+  void set_updates(int64_t n) { n_ = n; }
+ private:
+  torch::jit::Module avg_;
+  double decay_;
+  int64_t n_ = 0;
+};
+
 // A copy of a module with its own leaf parameters (Module::clone copies them through autograd).
 torch::jit::Module trainable_copy(const torch::jit::Module& m);
 

@@ -153,6 +153,39 @@ void test_bank() {
   EXPECT(newest.size() == 3 && newest.all().sum().item<double>() == 0);
 }
 
+// train.ema: the average follows avg = d avg + (1 - d) live with d = min(decay, (1 + n) / (10 + n)),
+// over parameters and BN running statistics, on tensors of its own.
+void test_weight_average() {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  auto live = make_model("lenet5", {1, 28, 28}, 10, gen);
+  auto first = [](torch::jit::Module& m) { return (*m.parameters().begin()).detach().clone(); };
+  auto bn_mean = [](torch::jit::Module& m) {
+    for (const auto& b : m.named_buffers()) if (b.name.find("running_mean") != std::string::npos) return b.value.clone();
+    return torch::Tensor();
+  };
+  const auto p0 = first(live), m0 = bn_mean(live);
+  EXPECT(m0.defined());
+  WeightAverage avg(live, 0.5);
+  EXPECT(!(*avg.module().parameters().begin()).requires_grad());
+  auto shift = [&](double by) {
+    torch::NoGradGuard ng;
+    for (auto p : live.parameters()) p.add_(by);
+    for (const auto& b : live.named_buffers()) if (b.value.is_floating_point()) b.value.add_(by);
+  };
+  shift(1.0);
+  avg.update(live);  // n = 1: d = 2 / 11
+  const double d1 = 2.0 / 11.0;
+  EXPECT(torch::allclose(first(avg.module()), p0 + (1 - d1), 1e-6, 1e-6));
+  EXPECT(torch::allclose(bn_mean(avg.module()), m0 + (1 - d1), 1e-6, 1e-6));
+  EXPECT(torch::allclose(first(live), p0 + 1.0));  // the live weights untouched, the average its own
+  for (int i = 2; i <= 20; ++i) avg.update(live);  // d = min(0.5, 21 / 30) = 0.5 by n = 20
+  shift(1.0);
+  const auto before = first(avg.module());
+  avg.update(live);
+  EXPECT(avg.updates() == 21);
+  EXPECT(torch::allclose(first(avg.module()), 0.5 * before + 0.5 * (p0 + 2.0), 1e-6, 1e-6));
+}
+
 void test_schedule() {
   EXPECT(scheduled_lr(Schedule::cosine, 1.0, 0, 10, 0) == 1.0);
   EXPECT(std::abs(scheduled_lr(Schedule::cosine, 1.0, 5, 10, 0) - 0.5) < 1e-12);
@@ -485,7 +518,7 @@ int main(int argc, char** argv) {
   }
   torch::set_num_threads(1);
   std::vector<std::pair<const char*, void (*)()>> tests{
-      {"gradients", test_gradients}, {"bank", test_bank}, {"schedule", test_schedule},
+      {"gradients", test_gradients}, {"bank", test_bank}, {"weight_average", test_weight_average}, {"schedule", test_schedule},
       {"safetensors_and_dtypes", test_safetensors_and_dtypes}, {"config", test_config}, {"taps", test_taps},
       {"synth_graph_path", test_synth_graph_path}, {"dist", test_dist}};
   for (auto& [name, fn] : tests) {

@@ -24,6 +24,7 @@ describe("distill config (no addon)", () => {
     expect(code(() => ok({ teacher: "t.pt", synth: { itrations: 5 } }))).toMatch(/^E_CONFIG: .*synth.*itrations/);
     expect(code(() => ok({ teacher: "t.pt", bogus: 1 }))).toMatch(/^E_CONFIG/);
     expect(code(() => ok({ teacher: "t.pt", train: { mixup: 1.5 } }))).toMatch(/mixup/);
+    expect(code(() => ok({ teacher: "t.pt", train: { ema: 1 } }))).toMatch(/^E_CONFIG: .*train\.ema/);
     expect(code(() => ok({ teacher: "t.pt", method: "" }))).toMatch(/method/);
     expect(code(() => ok({}))).toMatch(/teacher/);
   });
