@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Reference behaviour of every method: short deterministic runs (threads 1, seed 0, tiny sizes)
 // of the built library (dist/), their report losses and counters and a hash of the student's
-// (and generator's) weight bytes. `node test/reference/record.mjs OUT.json` writes them;
+// (and generator's) weight bytes. `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 node
+// test/reference/record.mjs OUT.json` writes them (the AVX2 kernels the record was made with);
 // test/reference.test.ts checks that today's build gives the same (written before issue 15's
 // refactor, test/reference/before.json).
 import { createHash } from "node:crypto";
