@@ -100,7 +100,7 @@ function table(results) {
   for (const r of Object.values(results.rows)) {
     const ph = Object.entries(r.seconds).map(([k, v]) => `${k} ${v.oneProcess.toFixed(1)} / ${v.twoRanks.toFixed(1)} s (${v.ratio.toFixed(2)})`).join("; ");
     const c = r.collectives;
-    md += `| ${r.method} | \`${JSON.stringify(r.job)}\` | ${ph} | ${c.count}, ${c.megabytes.toFixed(1)} MB, ${c.seconds.toFixed(2)} s | ${(100 * c.fractionOfJob).toFixed(1)}% | ${(100 * r.accuracy.oneProcess).toFixed(2)}% / ${(100 * r.accuracy.twoRanks).toFixed(2)}% | ${r.date.slice(0, 16)} UTC, ${r.commit}, ${r.cpu} (${r.cores} cores), \`${r.command}\` |\n`;
+    md += `| ${r.method} | \`${JSON.stringify(r.job)}\` | ${ph} | ${c.count}, ${c.megabytes.toFixed(1)} MB, ${c.seconds.toFixed(2)} s | ${(100 * c.fractionOfJob).toFixed(1)}% | ${(100 * r.accuracy.oneProcess).toFixed(2)}% / ${(100 * r.accuracy.twoRanks).toFixed(2)}% | ${r.date.slice(0, 16)} UTC, ${r.commit}, ${r.cpu}${r.isa ? ` ${r.isa}` : ""} (${r.cores} cores), \`${r.command}\` |\n`;
   }
   return md;
 }

@@ -126,6 +126,15 @@ async function loadDfkd() {
 }
 
 const LOAD_AT_START = os.loadavg();
+/** The widest x86 vector ISA of this CPU: libtorch picks its kernels (and so the rounding of every
+ * result) by it, and two machines with one model name can differ (seen: "AMD EPYC" with and
+ * without AVX-512). */
+function cpuIsa() {
+  try {
+    const flags = ` ${(readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:(.*)$/m) ?? ["", ""])[1]} `;
+    return flags.includes(" avx512f ") ? "AVX-512" : flags.includes(" avx2 ") ? "AVX2" : "older than AVX2";
+  } catch { return "?"; }
+}
 export function environment(dfkd, threads) {
   const git = (...a) => {
     try { return execFileSync("git", a, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim(); } catch { return ""; }
@@ -134,7 +143,7 @@ export function environment(dfkd, threads) {
   const dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results") ? "+dirty" : "";
   const rt = dfkd.runtime();
   return {
-    date: new Date().toISOString(), commit: git("rev-parse", "--short", "HEAD") + dirty, cpu: os.cpus()[0]?.model ?? "?",
+    date: new Date().toISOString(), commit: git("rev-parse", "--short", "HEAD") + dirty, cpu: os.cpus()[0]?.model ?? "?", isa: cpuIsa(),
     cores: os.cpus().length, memGiB: Number((os.totalmem() / 2 ** 30).toFixed(1)), threads, libtorch: rt.torch, node: process.version, platform: `${os.platform()} ${os.arch()}`,
     loadavg: LOAD_AT_START.map((x) => Number(x.toFixed(2))),
   };
@@ -598,7 +607,7 @@ export const COMMANDS = [
 ];
 
 function envLine(env) {
-  return `${env.date.slice(0, 16).replace("T", " ")} UTC, commit ${env.commit || "?"}, ${env.cpu} (${env.cores} cores), ${env.threads} threads, libtorch ${env.libtorch}, Node ${env.node}, load average at start ${env.loadavg.join(" / ")}`;
+  return `${env.date.slice(0, 16).replace("T", " ")} UTC, commit ${env.commit || "?"}, ${env.cpu}${env.isa ? ` ${env.isa}` : ""} (${env.cores} cores), ${env.threads} threads, libtorch ${env.libtorch}, Node ${env.node}, load average at start ${env.loadavg.join(" / ")}`;
 }
 
 /** Where a row was scored: the split, and for rows measured before the split, that presets were chosen there. */
