@@ -97,7 +97,8 @@ print("dfkd" in m.code or any("dfkd" in c.code for c in m.modules() if hasattr(c
     // per process, validation rows. Each rank runs the meta generator (BatchNorm synchronized) and
     // the teacher on its share; the synthesis equals one process's (core_tests "dist"); the student
     // side differs as in the deepinversion test above, here with 128 images a rank: 1 process
-    // 91.87%, 2 ranks 92.53% (seed 0, this change's build).
+    // 91.87%, 2 ranks 92.53% (seed 0, "Fast-2" recipe); 95.27% and 96.07% with the "Fast-5" recipe
+    // and its weight average (methods/fast.cpp).
     requireMnist();
     const { r1, r2 } = await oneAndTwo({ method: "fast", seed: 0, synth: { rounds: 30 } });
     expect(r2.distributed).toMatchObject({ rank: 0, world: 2, backend: "gloo" });
@@ -111,7 +112,10 @@ print("dfkd" in m.code or any("dfkd" in c.code for c in m.modules() if hasattr(c
 
   it("adversarial runs data-parallel too (CI-sized, tiny teacher), and a malformed environment is refused before any rendezvous", async () => {
     // The generator step's equivalence (2 ranks at B/2 = 1 rank at B) is in core_tests "dist";
-    // here the job's wiring: both batches global, each rank a share, rank 0 reports.
+    // here the job's wiring: both batches global, each rank a share, rank 0 reports. The job ends
+    // only if every rank's student is bit-identical to rank 0's (Dist::check_same): without
+    // SyncBatchNorm, the generator step's forward of the student moves its running statistics by
+    // each rank's share, so they are averaged after it (a run without that average failed here).
     const out = tmp();
     const cfg = path.join(out, "config.json");  // (the student's BatchNorm per rank, as DDP without SyncBatchNorm)
     writeFileSync(cfg, JSON.stringify({ distributed: { syncBatchNorm: false } }));

@@ -317,6 +317,31 @@ TORCH_LIBRARY(dfkd, m) {
 }
 TORCH_LIBRARY_IMPL(dfkd, CompositeImplicitAutograd, m) { m.impl("sync_batch_norm", sync_batch_norm); }
 
+void Dist::check_same(torch::jit::Module& m, const char* what) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the bytes of each tensor, in module order
+  auto mix = [&h](const torch::Tensor& t) {
+    auto c = t.detach().cpu().contiguous();
+    const auto* p = static_cast<const unsigned char*>(c.data_ptr());
+    for (size_t i = 0, n = c.nbytes(); i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  for (auto p : m.parameters()) mix(p);
+  for (auto b : m.buffers())
+    if (b.is_floating_point()) mix(b);
+  const int64_t mine = int64_t(h);
+  auto lead = torch::tensor({mine}, torch::kLong);
+  broadcast_({lead}, 0, what);
+  auto differ = torch::zeros({world()}, torch::kFloat);
+  if (lead.item<int64_t>() != mine) differ[rank()] = 1.0f;
+  sum_({differ}, what);
+  std::string ranks;
+  for (int k = 1; k < world(); ++k)
+    if (differ[k].item<float>() > 0) ranks += (ranks.empty() ? "" : ", ") + std::to_string(k);
+  if (!ranks.empty())
+    fail("E_DISTRIBUTED", "rank " + std::to_string(rank()) + " of " + std::to_string(world()) + ": " + what +
+                              ": rank(s) " + ranks + " hold weights that differ from rank 0's (the data-parallel "
+                              "replicas drifted apart)");
+}
+
 void Dist::average_buffers(torch::jit::Module& m) {
   std::vector<torch::Tensor> bufs;
   for (auto b : m.buffers())

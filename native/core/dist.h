@@ -58,6 +58,15 @@ class Dist {
   // The mean over the ranks of a module's floating-point buffers (BatchNorm's running statistics,
   // each rank's from its share of the batches), in one bucket: every rank keeps the same ones.
   void average_buffers(torch::jit::Module& m);
+  // A zoo student with SyncBatchNorm (dist.h sync_batch_norm) updates its running statistics from
+  // the group's batch statistics, the same on every rank: student_step skips average_buffers
+  // (a collective a step that would average equal values). check_same confirms it at checkpoints.
+  bool student_bn_synced = false;
+  // Every rank's `m` is bit-identical to rank 0's (a hash of its parameters and floating-point
+  // buffers, compared over the group): the data-parallel replicas have not drifted apart. On every
+  // rank, E_DISTRIBUTED naming the ranks that differ. A broadcast and a sum; call it where every
+  // rank is at the same point (a periodic checkpoint, the end of the run).
+  void check_same(torch::jit::Module& m, const char* what);
   // The sum over the ranks of `t`, differentiable: its backward sums the incoming gradients over
   // the ranks (each rank's input receives what every rank's loss says about the sum).
   torch::Tensor all_sum(const torch::Tensor& t);

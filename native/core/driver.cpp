@@ -74,6 +74,10 @@ StepLosses Run::student_step(const torch::Tensor& x, const torch::Tensor& y, int
   return parts;
 }
 
+void Run::student_forward_done() {
+  if (dist && dist->world() > 1 && !dist->student_bn_synced) dist->average_buffers(student);
+}
+
 void Run::report(const std::string& phase, int64_t step, int64_t total, const StepLosses& l, double items_per_sec,
                  double fraction_done, Json extra) {
   if (progress.report(phase, step, total, l, items_per_sec, fraction_done, std::move(extra)) && phase != "synthesize")
@@ -298,7 +302,10 @@ void drive(Run& r, Method& m) {
       m.advance(r);
       deadline.check(m);
       // (data-parallel: written at once, so that every rank's file is of the same unit)
-      if (every > 0 && m.unit() % every == 0 && !m.done()) r.save_checkpoint(m, nullptr, /*defer=*/!r.dist);
+      if (every > 0 && m.unit() % every == 0 && !m.done()) {
+        if (r.dist) r.dist->check_same(r.student, "the student's weights at a checkpoint");
+        r.save_checkpoint(m, nullptr, /*defer=*/!r.dist);
+      }
     }
     r.last_student.read();  // the run's last losses: E_NAN here if one since the last read was not finite
     r.commit_pending();
@@ -485,6 +492,7 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
   if (graphs_off) r.log("cudaGraphs: off in a data-parallel run (a CUDA graph captures no collective): steps run eagerly");
   if (parallel) {
     join(r, spec);
+    r.dist->student_bn_synced = r.sync_bn && is_zoo_name(cfg.student);
     r.agree_cancel = [&r, &cancel, &agreed] {
       auto f = torch::tensor({cancel.load() ? 1.0f : 0.0f});
       r.dist->sum_({f}, "the cancel flag");
@@ -558,6 +566,7 @@ Json distill_job(const Json& config, const EmitFn& emit, const std::atomic<bool>
                                       {"evals", int64_t(r.evals.as_array().size())}});
   if (syncs.items() >= 0) host_syncs["items"] = syncs.items() - items0;
 
+  if (r.dist) r.dist->check_same(r.student, "the student's final weights");
   // save the student, evaluate, write the report
   auto t0 = Clock::now();
   r.phase("save");

@@ -85,6 +85,11 @@ struct Run {
   // The student step every method takes (train config: loss, temperature, CE weight), its
   // losses guarded by the running finiteness of every student loss.
   StepLosses student_step(const torch::Tensor& x, const torch::Tensor& y, int64_t step);
+  // After a forward of the student in train mode outside its step (the adversarial terms of the
+  // generator and of fast, ADI's competition term): in a data-parallel run whose student's BatchNorm
+  // is not synchronized, that forward moved its running statistics by this rank's share only, so
+  // they are averaged over the ranks, as after a step (check_same would find the replicas apart).
+  void student_forward_done();
   // A progress event (Progress::report); one that read the student's losses (any phase but
   // synthesis) confirms that the state since a deferred checkpoint is good: it is committed.
   void report(const std::string& phase, int64_t step, int64_t total, const StepLosses& l, double items_per_sec,

@@ -44,7 +44,7 @@ StepLosses student_step(Teacher& teacher, torch::jit::Module& student, Optim& op
     l.total.backward();
   }
   opt.step();
-  if (d && d->world() > 1) d->average_buffers(student);
+  if (d && d->world() > 1 && !d->student_bn_synced) d->average_buffers(student);
   return parts;
 }
 

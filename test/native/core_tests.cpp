@@ -465,6 +465,19 @@ void dist_case(const std::string& which, int rank, int port) {
     EXPECT(!torch::equal(p1[0], parameters_of(fresh)[0]));  // (the steps moved the weights)
     EXPECT(same(steps(zoo(true), share(x)), zoo_one));
     EXPECT(!same(steps(zoo(false), share(x)), zoo_one));
+    // Synchronized, its running statistics are the group's already: without the per-step average
+    // of the buffers (what the job does for a zoo student) the state is still one process's.
+    d.student_bn_synced = true;
+    EXPECT(same(steps(zoo(true), share(x)), zoo_one));
+    d.student_bn_synced = false;
+    // The replicas' check (at checkpoints and at the end of a job): equal, then rank 1 drifts.
+    EXPECT(error_of([&] { d.check_same(dp, "the test student"); }).empty());
+    if (rank == 1) {
+      torch::NoGradGuard ng;
+      p2[0].view(-1)[0].add_(1e-3);
+    }
+    auto drift = error_of([&] { d.check_same(dp, "the test student"); });
+    EXPECT(drift.rfind("E_DISTRIBUTED: rank " + std::to_string(rank) + " of 2: the test student: rank(s) 1 hold", 0) == 0);
   } else if (which == "fault") {  // rank 1 dies after the rendezvous: rank 0's next collective fails, coded
     spec.timeout = 10;
     Dist d(spec);

@@ -109,6 +109,7 @@ class Adversarial : public Method {
       }
     }
     last_g_ = g_->step(r.student, a.batch, t.temperature, *r.rng, it_, a.diagnostics);
+    r.student_forward_done();
     StepLosses all = r.last_student;
     all.merge(last_g_, "g_");
     r.synthesized += ns * t.batch + a.batch;

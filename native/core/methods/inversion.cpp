@@ -112,6 +112,7 @@ class Inversion : public Method {
                                                (round_ + 0.5 * it / total) / rounds_, where);
                            });
     in_synth_ = r.synthesizing = false;
+    if (synth_->uses_student()) r.student_forward_done();
     r.timings["synthesize"] += secs_since(t0);
     r.last_synth = res.losses;
     bank_->add(res.x);
