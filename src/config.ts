@@ -145,6 +145,13 @@ export const adversarialSchema = z.strictObject({
   itersPerEpoch: positiveInt.optional(),
   studentSteps: positiveInt.optional(),
   batchSize: positiveInt.optional(),
+  /**
+   * The fraction of each student batch drawn from a bank of the generator's earlier samples
+   * (0..1, excluded; replay against forgetting, MB-DFKD). Default: by the teacher (see README).
+   */
+  replay: z.number().min(0).lt(1).optional(),
+  /** The replay bank's capacity in images (default: every sample put in it, up to 1 GiB of them). */
+  bankSize: positiveInt.optional(),
   /** Also measure the discrepancy after each student and generator step (extra forwards). */
   diagnostics: z.boolean().optional(),
 });

@@ -1,8 +1,8 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { distill, type ProgressEvent } from "../src/index.js";
-import { SKIP_MNIST, requireMnist, mnistVal, python, TEACHER, tmp } from "./helpers.js";
+import { SKIP_MNIST, requireMnist, mnistVal, python, rejectsWith, TEACHER, tmp, weights } from "./helpers.js";
 
 const mean = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
 
@@ -57,5 +57,24 @@ print(list(g(torch.randn(5, 100)).shape))`).trim();
     expect(a.generator).toBeCloseTo(total(a, wa), 4);
     expect(b.generator).toBeCloseTo(total(b, wb), 4);
     expect(Math.abs(a.generator - b.generator)).toBeGreaterThan(1e-3);  // the weights changed the loss
+  });
+
+  it("replays banked samples: a run cancelled mid-way resumes to the uncancelled run's student, bank included", async () => {
+    // adversarial.replay 0.5: half of each student batch comes from the bank of earlier samples, so
+    // a resume that lost the bank trains on other rows from its first step on (checked: without
+    // the bank's restore this fails).
+    const base = { teacher: TEACHER, method: "adversarial" as const, seed: 8, threads: 1, output: { samples: false }, generator: { ngf: 8 },
+      adversarial: { epochs: 1, itersPerEpoch: 200, batchSize: 16, studentSteps: 2, replay: 0.5 }, train: { batchSize: 16 } };
+    const full = tmp();
+    const whole = await distill({ ...base, outDir: full });
+    const cut = tmp();
+    const ac = new AbortController();
+    await rejectsWith(distill({ ...base, outDir: cut, signal: ac.signal }).on("progress", (e) => { if (e.step >= 10) ac.abort(); }), "E_CANCELLED");
+    const resumed = await distill({ ...base, outDir: cut, resume: path.join(cut, "checkpoint.dfkd") });
+    expect(weights(readFileSync(path.join(cut, "student.pt")))).toEqual(weights(readFileSync(path.join(full, "student.pt"))));
+    expect(resumed.losses).toEqual(whole.losses);
+    const plain = await distill({ ...base, outDir: tmp(), adversarial: { ...base.adversarial, replay: 0 } });
+    expect(plain.losses).not.toEqual(whole.losses);  // the replay took part
+    await rejectsWith(distill({ ...base, outDir: tmp(), adversarial: { ...base.adversarial, replay: 1 } }), "E_CONFIG");
   });
 });

@@ -174,6 +174,9 @@ template <class V> void visit(V& v, AdversarialConfig& c) {
   v.fields("epochs", c.epochs, "itersPerEpoch", c.iters_per_epoch, "studentSteps", c.student_steps);
   if constexpr (std::is_same_v<V, Writer>) { if (c.batch > 0) v.field("batchSize", c.batch); }
   else v.field("batchSize", c.batch);
+  v.field("replay", c.replay);
+  if constexpr (std::is_same_v<V, Writer>) { if (c.bank_size >= 0) v.field("bankSize", c.bank_size); }
+  else v.field("bankSize", c.bank_size);
   v.field("diagnostics", c.diagnostics);
 }
 
@@ -231,6 +234,10 @@ DistillConfig parse_distill(const Json& j) {
   c.recipe = c.method == "auto" ? Recipe{} : method_info(c.method).recipe();
   visit_top(r, c);
   if (!(c.recipe.train.ema >= 0 && c.recipe.train.ema < 1)) fail("E_CONFIG", "train.ema must be in [0, 1)");
+  if (!(c.recipe.adversarial.replay >= 0 && c.recipe.adversarial.replay < 1))
+    fail("E_CONFIG", "adversarial.replay must be in [0, 1)");
+  if (c.has("adversarial.bankSize") && c.recipe.adversarial.bank_size < 1)
+    fail("E_CONFIG", "adversarial.bankSize must be >= 1");
   if (c.precision != "fp32" && c.precision != "bf16") fail("E_CONFIG", "precision must be 'fp32' or 'bf16'");
   if (const Json* b = r.take("budget"); b && !b->is_null()) c.budget = parse_budget(*b);
   if (const Json* d = r.take("distributed"); d && !d->is_null()) {

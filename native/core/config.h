@@ -79,6 +79,11 @@ struct GeneratorConfig : OptimConfig {
 struct AdversarialConfig {
   int64_t epochs = 40, iters_per_epoch = 50, student_steps = 5;
   int64_t batch = 0;  // generator batch; 0: the student's (train.batchSize)
+  // Replay (methods/adversarial.cpp): the fraction of each student batch drawn from a bank of the
+  // generator's earlier samples, and the bank's size in images (-1: every sample it is given, up
+  // to 1 GiB of them).
+  double replay = 0.0;
+  int64_t bank_size = -1;
   bool diagnostics = false;
 };
 

@@ -94,6 +94,13 @@ void Bank::load(torch::serialize::InputArchive& a) {
   x_ = x.numel() ? x : torch::Tensor();
 }
 
+int64_t bank_images(const std::vector<int64_t>& shape, int64_t images) {
+  constexpr int64_t kBankBytes = int64_t(1) << 30;
+  int64_t bytes = 4;  // float32
+  for (auto d : shape) bytes *= d;
+  return std::min<int64_t>(images, std::max<int64_t>(1, kBankBytes / bytes));
+}
+
 BufferSnapshot::BufferSnapshot(torch::jit::Module& m) {
   for (auto b : m.buffers()) saved_.emplace_back(b, b.clone());
 }

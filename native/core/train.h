@@ -46,6 +46,11 @@ class Bank {
   torch::Tensor x_;
 };
 
+// How many of `images` inputs of `shape` a bank keeps by default: all of them, up to 1 GiB of
+// float32 images; beyond that it is a ring, the oldest go first. It lives on the device, and a few
+// minutes of fast on a GPU synthesize millions of small images (Fast-Datafree keeps its pool on disk).
+int64_t bank_images(const std::vector<int64_t>& shape, int64_t images);
+
 // Restores a module's buffers (BN running statistics) when it goes out of scope: for extra
 // forward passes in train mode that must leave no trace (diagnostics).
 class BufferSnapshot {

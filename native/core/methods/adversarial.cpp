@@ -2,6 +2,7 @@
 // (DFAD, Fang et al. 2019; ZSKT, Micaelis & Storkey 2019), with DAFL's terms (Chen et al. 2019)
 // and DeepInversion's BN term as options. Defaults: VainF/Data-Free-Adversarial-Distillation
 // DFAD_mnist.py, below.
+#include "core/dist.h"
 #include "core/driver.h"
 #include "core/io/files.h"
 #include "core/methods/method.h"
@@ -54,6 +55,7 @@ class Adversarial : public Method {
     r.opt = std::make_unique<Optim>(parameters_of(r.student), r.cfg.recipe.train, r.steps);
     g_ = std::make_unique<GeneratorSynth>(r.cfg.recipe.generator, *r.teacher, r.shape, r.rng->host, total_,
                                          r.cfg.mean, r.cfg.std);
+    if (a.replay > 0) bank_ = std::make_unique<Bank>(bank_capacity(r));
   }
   void restore(Run& r, CheckpointReader& ck, const Json& st) override {
     r.opt->load(ck.in());
@@ -63,6 +65,7 @@ class Adversarial : public Method {
     ck.in().read("generator_optim", ga);
     g_->optim().load(ga);
     it_ = st.integer("iteration", 0);
+    if (bank_) bank_->load(ck.in());
     // Building the generator in init() drew its initial weights from the RNG, which the driver
     // had already restored: restore it again, or every z after a resume differs from the run's.
     r.load_rng(ck);
@@ -74,6 +77,7 @@ class Adversarial : public Method {
     torch::serialize::OutputArchive ga;
     g_->optim().save(ga);
     c.out().write("generator_optim", ga);
+    if (bank_) bank_->save(c.out());
     return Json(Json::Object{{"iteration", it_}});
   }
   void begin(Run& r) override {
@@ -90,6 +94,7 @@ class Adversarial : public Method {
     r.steps = total_ * a.student_steps;
     r.opt->set_total(r.steps);
     g_->optim().set_total(total_);
+    if (bank_ && !r.cfg.has("adversarial.bankSize")) bank_->grow(bank_capacity(r));
     // epochs are a reporting unit here: the iterations are what the budget sizes
     return Json(Json::Object{{"adversarial.epochs", 1}, {"adversarial.itersPerEpoch", total_}});
   }
@@ -100,6 +105,7 @@ class Adversarial : public Method {
     r.check_cancel("at iteration " + std::to_string(it_));
     for (int64_t j = 0; j < ns; ++j) {
       auto x = g_->sample(t.batch, *r.rng);
+      if (bank_) x = replay(r, x, j == ns - 1);
       r.last_student = r.student_step(x, torch::Tensor(), it_ * ns + j);
       if (a.diagnostics && j == ns - 1) {  // the same batch after the step
         torch::NoGradGuard ng;
@@ -143,7 +149,32 @@ class Adversarial : public Method {
   }
 
  private:
+  // Replay (adversarial.replay = f): the last f of this rank's fresh rows give way to as many drawn
+  // from the bank of earlier samples (none while it is empty); at the iteration's last student
+  // step those fresh rows go into the bank instead. The bank fills at the rate it is read from and,
+  // by default, keeps every row it is given (bank_images).
+  torch::Tensor replay(Run& r, const torch::Tensor& fresh, bool keep) {
+    const int64_t m = fresh.size(0);
+    const int64_t k = std::min<int64_t>(m - 1, std::llround(r.cfg.recipe.adversarial.replay * m));
+    if (k < 1) return fresh;
+    torch::Tensor x = fresh;
+    if (bank_->size() > 0) {
+      auto idx = torch::randint(0, bank_->size(), {k}, r.rng->device, torch::TensorOptions().dtype(torch::kLong));
+      x = torch::cat({fresh.slice(0, 0, m - k), bank_->get(idx)});
+    }
+    if (keep) bank_->add(fresh.slice(0, m - k));
+    return x;
+  }
+  int64_t bank_capacity(const Run& r) const {
+    const auto& a = r.cfg.recipe.adversarial;
+    if (r.cfg.has("adversarial.bankSize")) return a.bank_size;
+    const Share share = share_of(r.cfg.recipe.train.batch, "train.batchSize");
+    const int64_t rows = share.hi - share.lo;
+    return bank_images(r.shape, total_ * std::max<int64_t>(1, std::llround(a.replay * rows)));
+  }
+
   std::unique_ptr<GeneratorSynth> g_;
+  std::unique_ptr<Bank> bank_;
   int64_t it_ = 0, it0_ = 0, total_ = 0;
   StepLosses last_g_;
   Clock::time_point t0_;

@@ -11,15 +11,9 @@ namespace dfkd {
 
 namespace {
 
-// The bank keeps every image of the run (synth.bankSize unless given), up to kBankBytes of images;
-// beyond that it is a ring, the oldest go first. It lives on the device, and a few minutes of
-// fast on a GPU synthesize millions of small images (Fast-Datafree keeps its pool on disk).
-constexpr int64_t kBankBytes = int64_t(1) << 30;
 int64_t bank_capacity(const Run& r, int64_t images) {
   if (r.cfg.has("synth.bankSize")) return r.cfg.recipe.synth.bank_size;
-  int64_t bytes = 4;  // float32
-  for (auto d : r.shape) bytes *= d;
-  return std::min<int64_t>(images, std::max<int64_t>(1, kBankBytes / bytes));
+  return bank_images(r.shape, images);
 }
 
 class Inversion : public Method {
