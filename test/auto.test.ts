@@ -24,6 +24,7 @@ describe("method auto", () => {
     const a = await distill({ teacher: TEACHER, method: "adversarial", outDir: tmp(), ...tiny });
     const ga = a.config.generator as Record<string, number>;
     expect([ga.adversarial, ga.bn, ga.onehot, ga.activation, ga.entropy]).toEqual([1, 10, 0.5, 0, 0]);
+    expect((a.config.adversarial as Record<string, number>).replay).toBe(0);  // replay: measured on BN-less teachers only
   });
 
   it("picks DAFL (the adversarial loop with DAFL's terms, no adversarial term) for a teacher without BatchNorm and no stats file", async () => {
@@ -32,12 +33,14 @@ describe("method auto", () => {
     expect(r.methodChoice?.reason).toMatch(/no BatchNorm/);
     const g = r.config.generator as Record<string, number>;
     expect([g.adversarial, g.bn, g.onehot, g.activation, g.entropy]).toEqual([0, 0, 1, 0.1, 5]);
+    expect((r.config.adversarial as Record<string, number>).replay).toBe(0.5);  // half of each student batch replayed
   });
 
   it("keeps the terms the user gives", async () => {
-    const r = await distill({ teacher: family("lenet5_nobn"), outDir: tmp(), ...tiny, generator: { entropy: 0 } });
+    const r = await distill({ teacher: family("lenet5_nobn"), outDir: tmp(), ...tiny, generator: { entropy: 0 }, adversarial: { ...tiny.adversarial, replay: 0 } });
     const g = r.config.generator as Record<string, number>;
     expect([g.onehot, g.entropy]).toEqual([1, 0]);
+    expect((r.config.adversarial as Record<string, number>).replay).toBe(0);
   });
 
   it.skipIf(SKIP_MNIST)("picks spectral when a stats file is given, and classical when data is", async () => {
