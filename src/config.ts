@@ -138,6 +138,13 @@ export const generatorSchema = z.strictObject({
   output: z.enum(["auto", "pixels", "standardized"]).optional(),
   /** fast: the fraction of the run's rounds before the adversarial term is on (0..1). */
   advWarmup: z.number().min(0).max(1).optional(),
+  /**
+   * fast: the BN term compares the teacher's statistics with the batch's mixed with a running
+   * average of the earlier batches' (this momentum, 0..1 excluded; Fast-Datafree's bn_mmt): each
+   * batch need only keep the average on target. 0: every batch on its own. The BN term only (a
+   * stats file's term compares each batch alone); E_CONFIG with method adversarial.
+   */
+  bnMomentum: z.number().min(0).lt(1).optional(),
 });
 
 export const adversarialSchema = z.strictObject({

@@ -76,5 +76,7 @@ print(list(g(torch.randn(5, 100)).shape))`).trim();
     const plain = await distill({ ...base, outDir: tmp(), adversarial: { ...base.adversarial, replay: 0 } });
     expect(plain.losses).not.toEqual(whole.losses);  // the replay took part
     await rejectsWith(distill({ ...base, outDir: tmp(), adversarial: { ...base.adversarial, replay: 1 } }), "E_CONFIG");
+    // the BN term's running average is fast's: the adversarial generator says so rather than ignore it
+    await rejectsWith(distill({ ...base, outDir: tmp(), generator: { ngf: 8, bn: 1, bnMomentum: 0.9 } }), "E_CONFIG");
   });
 });

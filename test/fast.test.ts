@@ -57,9 +57,11 @@ describe("fast (a meta-learned generator, FastDFKD)", () => {
   it("cancelled during synthesis, resume gives the same student as an uncancelled run", async () => {
     // The meta generator and its optimizer are in the checkpoint, and the student's weight average
     // (the recipe's train.ema): a round cancelled mid-way restarts from the meta generator as it was
-    // at the round's start. (Without the average restored, this test fails: checked.)
+    // at the round's start. (Without the average restored, this test fails: checked.) The BN term's
+    // running average of earlier batches' statistics (generator.bnMomentum) is in it too.
     const base = { teacher: fx("tiny_bn.pt"), student: "resnet8", method: "fast" as const, seed: 7, threads: 1,
-      synth: { rounds: 3, iterations: 30, batchSize: 16 }, train: { stepsPerRound: 10, batchSize: 16 }, output: { samples: false } };
+      synth: { rounds: 3, iterations: 30, batchSize: 16 }, train: { stepsPerRound: 10, batchSize: 16 },
+      generator: { bnMomentum: 0.9 }, output: { samples: false } };
     const full = tmp();
     const whole = await distill({ ...base, outDir: full });
     const cut = tmp();
@@ -70,5 +72,7 @@ describe("fast (a meta-learned generator, FastDFKD)", () => {
     expect(existsSync(path.join(cut, "student.pt"))).toBe(true);
     expect(weights(readFileSync(path.join(cut, "student.pt")))).toEqual(weights(readFileSync(path.join(full, "student.pt"))));
     expect(resumed.losses).toEqual(whole.losses);
+    const alone = await distill({ ...base, outDir: tmp(), generator: { bnMomentum: 0 } });
+    expect(alone.losses.synthesis.bn).not.toEqual(whole.losses.synthesis.bn);  // the running average took part
   });
 });

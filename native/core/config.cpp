@@ -168,7 +168,7 @@ template <class V> void visit(V& v, GeneratorConfig& c) {
            "gamma", c.gamma);
   v.fields("nz", c.nz, "ngf", c.ngf, "loss", c.loss, "adversarial", c.adversarial);
   v.fields("onehot", c.onehot, "activation", c.activation, "entropy", c.entropy, "bn", c.bn, "output", c.output);
-  v.fields("advWarmup", c.adv_warmup);
+  v.fields("advWarmup", c.adv_warmup, "bnMomentum", c.bn_momentum);
 }
 template <class V> void visit(V& v, AdversarialConfig& c) {
   v.fields("epochs", c.epochs, "itersPerEpoch", c.iters_per_epoch, "studentSteps", c.student_steps);
@@ -234,6 +234,8 @@ DistillConfig parse_distill(const Json& j) {
   c.recipe = c.method == "auto" ? Recipe{} : method_info(c.method).recipe();
   visit_top(r, c);
   if (!(c.recipe.train.ema >= 0 && c.recipe.train.ema < 1)) fail("E_CONFIG", "train.ema must be in [0, 1)");
+  if (!(c.recipe.generator.bn_momentum >= 0 && c.recipe.generator.bn_momentum < 1))
+    fail("E_CONFIG", "generator.bnMomentum must be in [0, 1)");
   if (!(c.recipe.adversarial.replay >= 0 && c.recipe.adversarial.replay < 1))
     fail("E_CONFIG", "adversarial.replay must be in [0, 1)");
   if (c.has("adversarial.bankSize") && c.recipe.adversarial.bank_size < 1)

@@ -73,6 +73,8 @@ struct GeneratorConfig : OptimConfig {
   double adversarial = 1.0, onehot = 0.0, activation = 0.0, entropy = 0.0, bn = 0.0;
   GenOutput output = GenOutput::automatic;
   double adv_warmup = 0.0;  // fast: the fraction of the rounds before the adversarial term is on
+  // fast: the momentum of the BN term's running average of earlier batches' statistics (0: off)
+  double bn_momentum = 0.0;
   GeneratorConfig() { optimizer = OptimKind::adam; lr = 1e-3; schedule = Schedule::none; }
 };
 

@@ -62,14 +62,23 @@ std::pair<torch::Tensor, torch::Tensor> channel_mean_std(const torch::Tensor& ac
   return {mean, (var + 1e-8).sqrt()};
 }
 
-torch::Tensor bn_stats(const torch::Tensor& act, const torch::Tensor& run_mean, const torch::Tensor& run_var) {
-  if (auto [mean, var] = global_moments(act); mean.defined())
-    return torch::norm(run_var - var, 2) + torch::norm(run_mean - mean, 2);
+Moments bn_moments(const torch::Tensor& act) {
+  if (auto [mean, var] = global_moments(act); mean.defined()) return {mean, var};
   std::vector<int64_t> dims{0};
   for (int64_t d = 2; d < act.dim(); ++d) dims.push_back(d);
-  auto mean = act.mean(dims);
-  auto var = act.var(dims, /*unbiased=*/false);
-  return torch::norm(run_var - var, 2) + torch::norm(run_mean - mean, 2);
+  return {act.mean(dims), act.var(dims, /*unbiased=*/false)};
+}
+
+torch::Tensor bn_stats(const Moments& batch, const torch::Tensor& run_mean, const torch::Tensor& run_var,
+                       const Moments& average, double k) {
+  if (!average.mean.defined())
+    return torch::norm(run_var - batch.var, 2) + torch::norm(run_mean - batch.mean, 2);
+  return torch::norm(run_var - (1 - k) * batch.var - k * average.var, 2) +
+         torch::norm(run_mean - (1 - k) * batch.mean - k * average.mean, 2);
+}
+
+torch::Tensor bn_stats(const torch::Tensor& act, const torch::Tensor& run_mean, const torch::Tensor& run_var) {
+  return bn_stats(bn_moments(act), run_mean, run_var);
 }
 
 torch::Tensor bn_sum(const std::vector<torch::Tensor>& acts, const std::vector<Tap>& taps,

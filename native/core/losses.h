@@ -56,6 +56,18 @@ torch::Tensor discrepancy(Loss kind, const torch::Tensor& s, const torch::Tensor
 // batch statistics over (N,H,W), biased variance (NVlabs/DeepInversion DeepInversionFeatureHook);
 // in a data-parallel job (dist.h active_dist) the global batch's statistics, not the rank's share.
 torch::Tensor bn_stats(const torch::Tensor& act, const torch::Tensor& run_mean, const torch::Tensor& run_var);
+// A batch's per-channel mean and biased variance over (N, H, W) (the global batch's in a
+// data-parallel job): what bn_stats compares.
+struct Moments {
+  torch::Tensor mean, var;
+};
+Moments bn_moments(const torch::Tensor& act);
+// bn_stats on given moments; with `average` (defined) and momentum k, the moments compared are
+// (1 - k) x the batch's + k x the average of earlier batches' (Fast-Datafree's bn_mmt,
+// datafree/hooks.py DeepInversionHook): each batch keeps the running average on the teacher's
+// statistics rather than matching them alone.
+torch::Tensor bn_stats(const Moments& batch, const torch::Tensor& run_mean, const torch::Tensor& run_var,
+                       const Moments& average = {}, double k = 0.0);
 // The BN loss of a whole teacher: sum over its BN taps (indices `bn` into `taps`/`acts`) of
 // bn_stats, the first layer's weighted by `first_multiplier` (DeepInversion's first_bn_multiplier).
 torch::Tensor bn_sum(const std::vector<torch::Tensor>& acts, const std::vector<Tap>& taps,

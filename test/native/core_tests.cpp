@@ -83,6 +83,9 @@ void test_gradients() {
       {"spectral_bn", {[&](const torch::Tensor& x) { return losses::spectral_bn(x, mean, stdv); }, act}},
       {"spectral_bn_even_width", {[&](const torch::Tensor& x) { return losses::spectral_bn(x, mean, stdv); }, even}},
       {"bn_stats", {[&](const torch::Tensor& x) { return losses::bn_stats(x, mean, stdv); }, act}},
+      {"bn_stats_momentum", {[&](const torch::Tensor& x) {
+         return losses::bn_stats(losses::bn_moments(x), mean, stdv, losses::Moments{mean * 0.5, stdv * 2}, 0.9);
+       }, act}},
       {"bn_sum", {[&](const torch::Tensor& x) { return losses::bn_sum({x, x * 0.5}, taps, {0, 1}, 10.0); }, act}},
       {"feature_stats", {[&](const torch::Tensor& x) { return losses::feature_stats(x, mean, stdv, false); }, act}},
       {"feature_stats_squared", {[&](const torch::Tensor& x) { return losses::feature_stats(x, mean, stdv, true); }, act}},
@@ -101,6 +104,13 @@ void test_gradients() {
     double e = grad_error(c.first, c.second, gen);
     std::cout << "  gradient " << name << ": " << e << "\n";
     EXPECT(e < 1e-5);
+  }
+  {  // Fast-Datafree's bn_mmt: the batch's moments weigh 1 - k against the earlier batches' average
+    auto m = losses::bn_moments(act);
+    losses::Moments avg{mean * 0.5, stdv * 2};
+    auto expect = torch::norm(stdv - 0.1 * m.var - 0.9 * avg.var) + torch::norm(mean - 0.1 * m.mean - 0.9 * avg.mean);
+    EXPECT(std::abs(losses::bn_stats(m, mean, stdv, avg, 0.9).item<double>() - expect.item<double>()) < 1e-12);
+    EXPECT(losses::bn_stats(m, mean, stdv).item<double>() == losses::bn_stats(act, mean, stdv).item<double>());
   }
   // Fast-Datafree's adversarial KL counts only the samples whose argmax agree: all of them when the
   // student's logits are the teacher's halved (then it is KD's KL at T = 1), none when negated.

@@ -25,6 +25,7 @@ describe("distill config (no addon)", () => {
     expect(code(() => ok({ teacher: "t.pt", bogus: 1 }))).toMatch(/^E_CONFIG/);
     expect(code(() => ok({ teacher: "t.pt", train: { mixup: 1.5 } }))).toMatch(/mixup/);
     expect(code(() => ok({ teacher: "t.pt", train: { ema: 1 } }))).toMatch(/^E_CONFIG: .*train\.ema/);
+    expect(code(() => ok({ teacher: "t.pt", generator: { bnMomentum: 1 } }))).toMatch(/^E_CONFIG: .*generator\.bnMomentum/);
     expect(code(() => ok({ teacher: "t.pt", method: "" }))).toMatch(/method/);
     expect(code(() => ok({}))).toMatch(/teacher/);
   });

@@ -52,6 +52,9 @@ GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::
   opt_ = std::make_unique<Optim>(parameters_of(g_), c, total_steps);
   auto bn = teacher.bn_taps();
   if (c.bn > 0 && bn.empty()) fail("E_NO_BN", "the generator's bn term needs a teacher with BatchNorm layers");
+  if (c.bn_momentum > 0)
+    fail("E_CONFIG", "generator.bnMomentum is fast's (its meta generator's batches); the adversarial generator's bn "
+                     "term compares each batch alone");
   auto penultimate = teacher.tap_index("penultimate");
   if (c.activation > 0 && !penultimate) fail("E_CONFIG", "the activation term needs a teacher with a linear head");
   tapped_ = c.bn > 0 || c.activation > 0;

@@ -29,6 +29,23 @@ MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConf
   if (g.bn > 0 && !layers_.empty()) {  // a stats file's layers: their per-channel means and stds
     const bool squared = s.squared;
     terms_.push_back({"feature", g.bn, [this, squared](const TermInput& in) { return feature_sum(in.teacher.acts, layers_, squared); }});
+  } else if (g.bn > 0 && g.bn_momentum > 0) {
+    // Fast-Datafree's bn_mmt: each layer's batch moments mixed with the running average of the
+    // earlier batches' (averages_, updated after each batch from its last step's moments, last_).
+    const auto bn = teacher.bn_taps();
+    averages_.resize(bn.size());
+    last_.resize(bn.size());
+    terms_.push_back({"bn", g.bn, [this, bn](const TermInput& in) {
+                        torch::Tensor sum;
+                        for (size_t i = 0; i < bn.size(); ++i) {
+                          auto& tap = teacher_.taps()[bn[i]];
+                          auto m = losses::bn_moments(in.teacher.acts[bn[i]]);
+                          last_[i] = {m.mean.detach(), m.var.detach()};
+                          auto l = losses::bn_stats(m, tap.running_mean, tap.running_var, averages_[i], g_.bn_momentum);
+                          sum = sum.defined() ? sum + l : l;
+                        }
+                        return sum;
+                      }});
   } else if (g.bn > 0) {
     terms_.push_back({"bn", g.bn, [this, bn = teacher.bn_taps()](const TermInput& in) {
                         return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn);
@@ -116,6 +133,12 @@ SynthResult MetaGeneratorSynth::run(Rng& rng, torch::jit::Module* student, const
     if (progress) progress(it + 1, s_.iterations, parts);
   }
   if (student_training) student->train();
+  const double k = g_.bn_momentum;  // the reference's update_mmt: from the batch's last step
+  for (size_t i = 0; i < averages_.size(); ++i)
+    averages_[i] = !averages_[i].mean.defined()
+                       ? last_[i]
+                       : losses::Moments{k * averages_[i].mean + (1 - k) * last_[i].mean,
+                                         k * averages_[i].var + (1 - k) * last_[i].var};
   meta_opt_->zero_grad();
   for (size_t i = 0; i < meta_params.size(); ++i) meta_params[i].mutable_grad() = meta_grad[i];
   meta_opt_->step();
@@ -128,6 +151,14 @@ void MetaGeneratorSynth::save(Checkpoint& ck) {
   torch::serialize::OutputArchive a;
   meta_opt_->save(a);
   ck.out().write("generator_optim", a);
+  if (!averages_.empty() && averages_[0].mean.defined()) {  // the BN term's running averages
+    torch::serialize::OutputArchive b;
+    for (size_t i = 0; i < averages_.size(); ++i) {
+      b.write("mean" + std::to_string(i), averages_[i].mean);
+      b.write("var" + std::to_string(i), averages_[i].var);
+    }
+    ck.out().write("generator_bn_average", b);
+  }
 }
 
 void MetaGeneratorSynth::load(CheckpointReader& ck, torch::Device device) {
@@ -136,6 +167,14 @@ void MetaGeneratorSynth::load(CheckpointReader& ck, torch::Device device) {
   torch::serialize::InputArchive a;
   ck.in().read("generator_optim", a);
   meta_opt_->load(a);
+  torch::serialize::InputArchive b;
+  if (averages_.empty() || !ck.in().try_read("generator_bn_average", b)) return;  // none yet: the first batch's
+  for (size_t i = 0; i < averages_.size(); ++i) {
+    torch::Tensor mean, var;
+    if (!b.try_read("mean" + std::to_string(i), mean) || !b.try_read("var" + std::to_string(i), var))
+      fail("E_CHECKPOINT", "the checkpoint's BN averages do not match this teacher's BatchNorm layers");
+    averages_[i] = {mean.to(device), var.to(device)};
+  }
 }
 
 }  // namespace dfkd

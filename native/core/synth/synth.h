@@ -125,7 +125,8 @@ torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, c
 // against generator.bn x BN statistics (or, given `layers`, the statistical feature matching
 // of a stats file's layers) + generator.onehot x CE to balanced targets -
 // generator.adversarial x the KL on the samples where student and teacher agree (from
-// generator.advWarmup of the run on); the batch of lowest loss is kept, and the meta generator
+// generator.advWarmup of the run on; with generator.bnMomentum the BN term's batch statistics
+// are mixed with a running average of the earlier batches', their bn_mmt); the batch of lowest loss is kept, and the meta generator
 // takes one Adam step (lr generator.lr x iterations) along the sum of the copy's gradients
 // (first-order MAML, their is_maml 1). In a data-parallel job (dist.h; built inside it) every
 // rank runs the generator, its BatchNorm synchronized, and the teacher on its rows of z, the
@@ -159,6 +160,9 @@ class MetaGeneratorSynth : public BatchSynth {
   std::vector<losses::Term> terms_;
   bool adversarial_on_ = false;  // past the warm-up
   torch::Tensor finite_;
+  // generator.bnMomentum: per BN layer, the running average of earlier batches' moments
+  // (checkpointed) and this batch's latest step's moments.
+  std::vector<losses::Moments> averages_, last_;
 };
 
 // DFAD/DAFL generator and its step: discrepancy (maximized), DAFL's one-hot / activation /
