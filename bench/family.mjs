@@ -26,6 +26,9 @@ const USAGE = `usage: node bench/family.mjs [options]
   --set k=v,k=v      config keys on top of the defaults, for comparing a choice on the validation
                      split (e.g. generator.output=standardized); the method column becomes
                      "<method> [k=v,...]"
+  --label L          the method column becomes "<method> (L)": rows kept apart from the same
+                     recipe's rows (a re-run replaces rows of the same key), e.g. a baseline
+                     re-run on this machine beside a variant (each row's cpu says which machine)
   --eval-every N     evaluate the student every N steps (time to accuracy: each row keeps its curve of
                      accuracy against the job's seconds, evaluations excluded; family.md gains a
                      time-to-95/97/98% table)
@@ -34,7 +37,7 @@ const USAGE = `usage: node bench/family.mjs [options]
   --out DIR          results folder (default bench/results)`;
 
 function parseArgs(argv) {
-  const o = { evalEvery: 0, plot: "", set: [], budget: "5m", seeds: [0, 1, 2], split: "report", teachers: [], methods: ["auto", "classical"], threads: 2, out: path.join(ROOT, "bench", "results"), argv };
+  const o = { evalEvery: 0, plot: "", label: "", set: [], budget: "5m", seeds: [0, 1, 2], split: "report", teachers: [], methods: ["auto", "classical"], threads: 2, out: path.join(ROOT, "bench", "results"), argv };
   const list = (v) => String(v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
@@ -44,6 +47,7 @@ function parseArgs(argv) {
     else if (a === "--teachers") o.teachers = list(v());
     else if (a === "--methods") o.methods = list(v());
     else if (a === "--set") o.set = list(v());
+    else if (a === "--label") o.label = v();
     else if (a === "--threads") o.threads = Number(v());
     else if (a === "--eval-every") o.evalEvery = Number(v());
     else if (a === "--plot") o.plot = path.resolve(v());
@@ -89,7 +93,7 @@ async function main() {
     const norm = { mean: t.mean, std: t.std };
     for (const base of o.methods) {
       if (["deepinversion", "statistical", "fast"].includes(base) && !t.bnLayers) continue;
-      const method = o.set.length ? `${base} [${o.set.join(",")}]` : base;
+      const method = (o.set.length ? `${base} [${o.set.join(",")}]` : base) + (o.label ? ` (${o.label})` : "");
       for (const seed of o.seeds) {
         const id = `${name}/${method}/${o.budget}${o.evalEvery ? `/eval${o.evalEvery}` : ""}/s${seed}`;
         const out = path.join(work, id.replaceAll("/", "_").replace(/[^\w.-]+/g, "_"));
