@@ -126,11 +126,12 @@ torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, c
 // of a stats file's layers) + generator.onehot x CE to balanced targets -
 // generator.adversarial x the KL on the samples where student and teacher agree (from
 // generator.advWarmup of the run on; with generator.bnMomentum the BN term's batch statistics
-// are mixed with a running average of the earlier batches', their bn_mmt); the batch of lowest loss is kept, and the meta generator
-// takes one Adam step (lr generator.lr x iterations) along the sum of the copy's gradients
-// (first-order MAML, their is_maml 1). In a data-parallel job (dist.h; built inside it) every
-// rank runs the generator, its BatchNorm synchronized, and the teacher on its rows of z, the
-// copy's gradients summed over the ranks: each rank returns its share of the one-process batch.
+// are mixed with a running average of the earlier batches', their bn_mmt); the batch of lowest
+// loss is kept, and the meta generator takes one Adam step (lr generator.lr x iterations) along
+// the sum of the copy's gradients (first-order MAML, their is_maml 1). In a data-parallel job
+// (dist.h; built inside it) every rank runs the generator, its BatchNorm synchronized, and the
+// teacher on its rows of z, the copy's gradients summed over the ranks: each rank returns its
+// share of the one-process batch.
 class MetaGeneratorSynth : public BatchSynth {
  public:
   // `layers`: a stats file's targets (stats_targets), or empty for the teacher's BN statistics
