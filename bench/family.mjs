@@ -21,7 +21,7 @@ const USAGE = `usage: node bench/family.mjs [options]
                      8500..9999 (default report)
   --teachers a,b     teachers of bench/family.json (default all; "tune": the tune teachers)
   --methods a,b      auto, adversarial, fast, deepinversion, spectral, classical (default auto,classical);
-                     a method that does not apply to a teacher (deepinversion, fast without BatchNorm)
+                     a method that does not apply to a teacher (deepinversion, statistical without BatchNorm)
                      is skipped
   --set k=v,k=v      config keys on top of the defaults, for comparing a choice on the validation
                      split (e.g. generator.output=standardized); the method column becomes
@@ -92,7 +92,7 @@ async function main() {
     if (!t) throw new Error(`no teacher ${name} in bench/family.json`);
     const norm = { mean: t.mean, std: t.std };
     for (const base of o.methods) {
-      if (["deepinversion", "statistical", "fast"].includes(base) && !t.bnLayers) continue;
+      if (["deepinversion", "statistical"].includes(base) && !t.bnLayers) continue;
       const method = (o.set.length ? `${base} [${o.set.join(",")}]` : base) + (o.label ? ` (${o.label})` : "");
       for (const seed of o.seeds) {
         const id = `${name}/${method}/${o.budget}${o.evalEvery ? `/eval${o.evalEvery}` : ""}/s${seed}`;
@@ -149,11 +149,14 @@ async function main() {
   }
 }
 
+/** A row's CPU, short: "Intel(R) Xeon(R) Processor" -> "Intel Xeon" (timings compare only within one). */
+const machine = (cpu) => (cpu ?? "unknown CPU").replace(/\((R|TM)\)/g, "").replace(/\b(Processor|CPU)\b/g, "").replace(/\s+/g, " ").trim();
+
 /** Markdown: per split and budget, teacher x method, mean student accuracy over seeds (n), mean seconds. */
 export function table(...files) {
   const rows = [];
   for (const f of files) if (typeof f === "string" && existsSync(f)) rows.push(...Object.values(JSON.parse(readFileSync(f, "utf8")).rows));
-  let md = "# Teacher family (bench/family.mjs)\n\nStudent lenet5_half, library defaults, the given budget on 2 threads; accuracy on the split named, mean over seeds (n), mean wall seconds of the whole run, the commit(s) of the code (+dirty: the tree had uncommitted changes). Rows with provenance: family.json (report split), family.val.json (validation split). A cell's recipe is the library default of its commit: `git log` says what changed between commits.\n";
+  let md = "# Teacher family (bench/family.mjs)\n\nStudent lenet5_half, library defaults, the given budget on 2 threads; accuracy on the split named, mean over seeds (n), mean wall seconds of the whole run, the commit(s) of the code (+dirty: the tree had uncommitted changes), the machine(s) (CPU: compare timings only within one). Rows with provenance: family.json (report split), family.val.json (validation split). A cell's recipe is the library default of its commit: `git log` says what changed between commits.\n";
   const groups = new Map();
   for (const r of rows) {
     if (r.error) continue;
@@ -172,7 +175,8 @@ export function table(...files) {
         if (!c.length) return "-";
         const mean = (f) => c.reduce((s, r) => s + f(r), 0) / c.length;
         const commits = [...new Set(c.map((r) => r.commit))].join(", ");
-        return `${(mean((r) => r.studentAccuracy) * 100).toFixed(2)}% (n=${c.length}, ${mean((r) => r.seconds).toFixed(0)} s${m === "auto" ? `, ${c[0].chosen}` : ""}; ${commits})`;
+        const cpus = [...new Set(c.map((r) => machine(r.cpu)))].join(", ");
+        return `${(mean((r) => r.studentAccuracy) * 100).toFixed(2)}% (n=${c.length}, ${mean((r) => r.seconds).toFixed(0)} s${m === "auto" ? `, ${c[0].chosen}` : ""}; ${commits}; ${cpus})`;
       });
       md += `| ${t} (${tr[0].role}, ${(tr[0].teacherAccuracy * 100).toFixed(2)}%) | ${cells.join(" | ")} |\n`;
     }

@@ -107,6 +107,8 @@ export interface TeacherInfo {
   inputShape: number[];
   numClasses: number;
   bnLayers: number;
+  /** Convolution calls in the teacher's forward (0: an MLP; `auto` picks by it without BatchNorm). */
+  convolutions: number;
   taps: Array<{ name: string; kind: "bn" | "layer" | "penultimate"; channels?: number }>;
   meta: Record<string, unknown>;
 }

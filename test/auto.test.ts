@@ -36,6 +36,20 @@ describe("method auto", () => {
     expect((r.config.adversarial as Record<string, number>).replay).toBe(0.5);  // half of each student batch replayed
   });
 
+  it("picks fast with DAFL's terms for a teacher with neither BatchNorm nor convolutions (an MLP)", async () => {
+    for (const name of ["mlp300_pm1", "mlp_raw"])  // scripted and traced
+      expect((await info(family(name), { inputShape: [1, 28, 28] })).convolutions).toBe(0);
+    const r = await distill({ teacher: family("mlp300_pm1"), inputShape: [1, 28, 28], normalization: { mean: [0.5], std: [0.5] },
+      outDir: tmp(), ...tinyFast });
+    expect(r.method).toBe("fast");
+    expect(r.methodChoice?.reason).toMatch(/no BatchNorm layers and no convolutions/);
+    const g = r.config.generator as Record<string, number>;
+    expect([g.adversarial, g.bn, g.onehot, g.activation, g.entropy]).toEqual([0, 0, 1, 0.1, 5]);
+    expect(r.losses.synthesis.bn).toBeUndefined();
+    expect(r.losses.synthesis.activation).toBeLessThan(0);  // -mean|f| of the penultimate features
+    expect(r.losses.synthesis.entropy).toBeDefined();
+  });
+
   it("keeps the terms the user gives", async () => {
     const r = await distill({ teacher: family("lenet5_nobn"), outDir: tmp(), ...tiny, generator: { entropy: 0 }, adversarial: { ...tiny.adversarial, replay: 0 } });
     const g = r.config.generator as Record<string, number>;

@@ -29,6 +29,7 @@ describe("addon and teacher introspection", () => {
     expect(t.numClasses).toBe(10);
     expect(t.inputShape).toEqual([1, 28, 28]);
     expect(t.bnLayers).toBe(3);
+    expect(t.convolutions).toBe(3);
     expect(t.taps.filter((x) => x.kind === "bn").map((x) => [x.name, x.channels])).toEqual([["bn1", 6], ["bn2", 16], ["bn3", 120]]);
     expect(t.parameters).toBe(61990);
   });
@@ -38,6 +39,7 @@ describe("addon and teacher introspection", () => {
     expect(t.taps.filter((x) => x.kind === "bn").map((x) => x.name)).toEqual([
       "bn1", "layer1.0.bn1", "layer1.0.bn2", "layer2.0.bn1", "layer2.0.bn2", "layer2.0.down.1",
     ]);
+    expect(t.convolutions).toBe(6);  // one before each BatchNorm (aten::conv2d scripted, aten::_convolution traced)
     expect(t.numClasses).toBe(10);
   });
 

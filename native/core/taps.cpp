@@ -56,7 +56,7 @@ torch::Tensor resolve_tensor(torch::jit::Module& m, Value* v, Value* self) {
 
 std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Module& m,
                                                                 const std::vector<std::string>& layers,
-                                                                std::vector<Tap>& taps) {
+                                                                std::vector<Tap>& taps, int64_t* convolutions) {
   auto graph = m.get_method("forward").graph()->copy();
   Value* self = graph->inputs().at(0);
   std::set<std::string> wanted(layers.begin(), layers.end());
@@ -105,6 +105,13 @@ std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Modu
     outs.push_back(n->input(0));
     taps.push_back({name, TapKind::bn, resolve_tensor(m, n->input(3), self).detach(),
                     resolve_tensor(m, n->input(4), self).detach()});
+  }
+  if (convolutions) {  // scripted (aten::conv2d, ...) and traced (aten::_convolution) alike
+    *convolutions = 0;
+    for (auto kind : {c10::aten::conv1d, c10::aten::conv2d, c10::aten::conv3d, c10::aten::_convolution,
+                      c10::aten::convolution, c10::aten::conv_transpose1d, c10::aten::conv_transpose2d,
+                      c10::aten::conv_transpose3d})
+      *convolutions += static_cast<int64_t>(torch::jit::findAllNodes(*graph, kind, /*recurse=*/true).size());
   }
   Node* last_linear = nullptr;
   for (Node* n : graph->block()->nodes()) {

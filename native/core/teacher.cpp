@@ -84,7 +84,7 @@ Teacher::Teacher(const std::string& path, torch::Device device, const std::vecto
   module_ = load_module(path, device, &meta_);
   for (auto p : module_.parameters()) p.requires_grad_(false);
   try {
-    tapped_fn_ = build_tapped_forward(module_, layers, taps_);
+    tapped_fn_ = build_tapped_forward(module_, layers, taps_, &convolutions_);
   } catch (...) {
     throw translate(std::current_exception(), "E_TAPS", "tapping the teacher's layers");
   }
@@ -215,6 +215,7 @@ Json Teacher::info(const std::vector<int64_t>& shape) {
   }
   j["taps"] = Json(taps);
   j["bnLayers"] = static_cast<int64_t>(bn_taps().size());
+  j["convolutions"] = convolutions_;
   j["meta"] = meta_;
   return j;
 }

@@ -35,6 +35,8 @@ class Teacher {
   const std::vector<Tap>& taps() const { return taps_; }
   std::vector<int64_t> bn_taps() const;  // indices of kind "bn"
   std::optional<int64_t> tap_index(const std::string& name) const;
+  // Convolution calls in the forward (0: a multilayer perceptron, or attention without convolutions).
+  int64_t convolutions() const { return convolutions_; }
 
   // Metadata stored by dfkd in the file (extra file "dfkd.json"): inputShape, mean, std, ...
   const Json& meta() const { return meta_; }
@@ -58,6 +60,7 @@ class Teacher {
   std::vector<Tap> taps_;
   std::shared_ptr<torch::jit::GraphFunction> tapped_fn_;
   int64_t num_classes_ = -1;
+  int64_t convolutions_ = 0;
   std::string shape_source_;
 };
 
@@ -68,9 +71,10 @@ void save_module(torch::jit::Module& m, const std::string& path, const Json& met
 // Runs m.forward(x); a tuple output gives its first element; E_SHAPE / E_MODEL_OUTPUT on failure.
 torch::Tensor run_logits(torch::jit::Module& m, const torch::Tensor& x, const char* who);
 
-// The tap pass itself (taps.cpp): returns the rewritten graph function and fills `taps`.
+// The tap pass itself (taps.cpp): returns the rewritten graph function and fills `taps` (and
+// `convolutions`, when given, with the number of convolution calls in the inlined forward).
 std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Module& m,
                                                                 const std::vector<std::string>& layers,
-                                                                std::vector<Tap>& taps);
+                                                                std::vector<Tap>& taps, int64_t* convolutions = nullptr);
 
 }  // namespace dfkd

@@ -26,6 +26,15 @@ bool data_parallel() {
 }
 }  // namespace
 
+void add_dafl_terms(std::vector<Term>& terms, const GeneratorConfig& c, Teacher& teacher) {
+  if (c.activation > 0) {
+    auto penultimate = teacher.tap_index("penultimate");
+    if (!penultimate) fail("E_CONFIG", "the activation term needs a teacher with a linear head");
+    terms.push_back({"activation", c.activation, [p = *penultimate](const TermInput& in) { return losses::dafl_activation(in.teacher.acts[p]); }});
+  }
+  if (c.entropy > 0) terms.push_back({"entropy", c.entropy, [](const TermInput& in) { return losses::dafl_entropy(in.teacher.logits); }});
+}
+
 torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, const std::vector<int64_t>& shape,
                                    at::Generator& init, const std::vector<double>& mean, const std::vector<double>& std,
                                    bool sync_bn) {
@@ -55,8 +64,6 @@ GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::
   if (c.bn_momentum > 0)
     fail("E_CONFIG", "generator.bnMomentum is fast's (its meta generator's batches); the adversarial generator's bn "
                      "term compares each batch alone");
-  auto penultimate = teacher.tap_index("penultimate");
-  if (c.activation > 0 && !penultimate) fail("E_CONFIG", "the activation term needs a teacher with a linear head");
   tapped_ = c.bn > 0 || c.activation > 0;
   const Loss loss = c.loss;
   if (c.adversarial > 0)
@@ -65,11 +72,7 @@ GeneratorSynth::GeneratorSynth(const GeneratorConfig& c, Teacher& teacher, std::
                         return losses::discrepancy(loss, s, in.teacher.logits, temperature_);
                       }});
   if (c.onehot > 0) terms_.push_back({"onehot", c.onehot, [](const TermInput& in) { return losses::dafl_onehot(in.teacher.logits); }});
-  if (c.activation > 0) {
-    const int64_t p = *penultimate;
-    terms_.push_back({"activation", c.activation, [p](const TermInput& in) { return losses::dafl_activation(in.teacher.acts[p]); }});
-  }
-  if (c.entropy > 0) terms_.push_back({"entropy", c.entropy, [](const TermInput& in) { return losses::dafl_entropy(in.teacher.logits); }});
+  add_dafl_terms(terms_, c, teacher);
   if (c.bn > 0)
     terms_.push_back({"bn", c.bn, [this, bn](const TermInput& in) { return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn); }});
 }

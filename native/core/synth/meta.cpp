@@ -46,6 +46,9 @@ MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConf
                         }
                         return sum;
                       }});
+  } else if (g.bn > 0 && teacher.bn_taps().empty()) {
+    fail("E_NO_BN", "fast's bn term (generator.bn) needs the teacher's BatchNorm statistics; this teacher has none: pass a "
+                    "`dfkd stats` file of it as stats, or set generator.bn 0 (DAFL's terms)");
   } else if (g.bn > 0) {
     terms_.push_back({"bn", g.bn, [this, bn = teacher.bn_taps()](const TermInput& in) {
                         return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn);
@@ -53,6 +56,7 @@ MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConf
   }
   if (g.onehot > 0)  // the reference's loss_oh: CE to the sampled classes
     terms_.push_back({"onehot", g.onehot, [](const TermInput& in) { return torch::cross_entropy_loss(in.teacher.logits, in.y); }});
+  add_dafl_terms(terms_, g, teacher);
   if (g.adversarial > 0)
     terms_.push_back({"adversarial", -g.adversarial, [this](const TermInput& in) {
                         if (!adversarial_on_ || !in.student) return torch::Tensor();

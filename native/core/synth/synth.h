@@ -166,6 +166,10 @@ class MetaGeneratorSynth : public BatchSynth {
   std::vector<losses::Moments> averages_, last_;
 };
 
+// DAFL's activation (on the teacher's penultimate features; E_CONFIG without a linear head) and
+// information-entropy terms at the generator config's weights (0 = off), appended to `terms`.
+void add_dafl_terms(std::vector<losses::Term>& terms, const GeneratorConfig& c, Teacher& teacher);
+
 // DFAD/DAFL generator and its step: discrepancy (maximized), DAFL's one-hot / activation /
 // information-entropy terms and the BN term (weights 0 = off).
 class GeneratorSynth {
