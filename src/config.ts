@@ -127,7 +127,8 @@ export const generatorSchema = z.strictObject({
   activation: nonNeg.optional(),
   entropy: nonNeg.optional(),
   /** Statistics term on generated batches: the teacher's BatchNorm statistics (fast: a `stats`
-   * file's per-layer means and stds when one is given). */
+   * file's per-layer means and stds when one is given). 0 by default for a teacher with neither:
+   * DAFL's terms (onehot, activation, entropy) instead. */
   bn: nonNeg.optional(),
   /**
    * The generator's last layer: "pixels" (sigmoid to [0, 1], then the teacher's normalization),
@@ -169,8 +170,9 @@ export const distillSchema = z.strictObject({
   /** A built-in model name (see zoo()) or a TorchScript file. Default: lenet5_half. */
   student: z.string().min(1).optional(),
   /** A method of the registry (native/core/methods), or "auto" (the default): classical when
-   * `data` is given, spectral with a `stats` file, fast for a teacher with BatchNorm, else
-   * adversarial with DAFL's terms. The report says which and why. */
+   * `data` is given, spectral with a `stats` file, fast for a teacher with BatchNorm, fast with
+   * DAFL's terms for one with neither BatchNorm nor convolutions (an MLP), else adversarial with
+   * DAFL's terms. The report says which and why. */
   method: z.custom<Method>((v) => typeof v === "string" && v.length > 0, { message: "expected a method name" }).optional(),
   device: z.string().regex(/^(cpu|cuda|auto|cuda:\d+)$/, "device must be cpu, cuda, cuda:N or auto").optional(),
   seed: nonNegInt.optional(),

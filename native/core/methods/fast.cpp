@@ -1,8 +1,10 @@
 // fast: FastDFKD (Fang et al., "Up to 100x Faster Data-free Knowledge Distillation", AAAI 2022):
 // rounds of (a meta-learned generator adapted to one batch in a few steps -> memory bank -> KD
 // steps on the bank). The synthesizer is synth/meta.cpp; the loop, bank and student side are the
-// inversion methods' (inversion.cpp). Needs a teacher with BatchNorm (its BN statistics term) or a
-// stats file (the same term on the file's per-channel means and stds, as statistical matches them).
+// inversion methods' (inversion.cpp). Its statistics term: the teacher's BatchNorm statistics, or a
+// stats file's per-channel means and stds (as statistical matches them); with neither, DAFL's
+// one-hot, activation and entropy terms take its place (plan.cpp resolve_defaults; what auto picks
+// for an MLP).
 // Sources: zju-vipa/Fast-Datafree scripts/fast_cifar.sh (the "Fast-5" setting: 5 adaptation steps a batch),
 // datafree_kd.py and datafree/synthesis/fast_meta.py.
 #include "core/methods/method.h"
@@ -70,7 +72,8 @@ Recipe recipe() {
 }
 
 // The statistics fast's generator matches: a stats file's layers when one is given (what the user
-// published, BatchNorm or not), else the teacher's BatchNorm statistics (an empty target list).
+// published, BatchNorm or not), else the teacher's BatchNorm statistics, if any (an empty target
+// list; without BatchNorm the generator's bn weight is 0 and DAFL's terms stand in).
 std::vector<LayerTarget> prepare(SynthConfig& c, Teacher& teacher, const Stats* stats, const std::vector<int64_t>& shape) {
   if (stats) return stats_targets(teacher, stats, shape, c);
   return {};

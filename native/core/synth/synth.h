@@ -135,7 +135,7 @@ torch::jit::Module build_generator(const GeneratorConfig& c, Teacher& teacher, c
 class MetaGeneratorSynth : public BatchSynth {
  public:
   // `layers`: a stats file's targets (stats_targets), or empty for the teacher's BN statistics
-  // (the caller has checked that it has BatchNorm layers).
+  // (E_NO_BN when generator.bn > 0 and it has none; generator.bn 0: DAFL's terms only).
   MetaGeneratorSynth(const SynthConfig& s, const GeneratorConfig& g, Teacher& teacher, std::vector<int64_t> input_shape,
                      int64_t classes, std::vector<LayerTarget> layers, at::Generator& init,
                      const std::vector<double>& mean, const std::vector<double>& std);
