@@ -38,6 +38,7 @@ describe("fast (a meta-learned generator, FastDFKD)", () => {
     expect(Object.keys(r.losses.synthesis).sort()).toEqual(["activation", "entropy", "onehot", "total"]);
     const e = await rejectsWith(run({ bn: 10 }), "E_NO_BN");
     expect(e.message).toMatch(/stats.*generator\.bn 0/);
+    await rejectsWith(run({ bn: 10, bnMomentum: 0.9 }), "E_NO_BN");  // with the running average too
   });
 
   it.skipIf(SKIP_MNIST)("an MLP teacher without BatchNorm (what auto gives fast): a LeNet-5-half learns from DAFL's terms alone", async () => {

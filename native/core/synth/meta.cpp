@@ -29,6 +29,9 @@ MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConf
   if (g.bn > 0 && !layers_.empty()) {  // a stats file's layers: their per-channel means and stds
     const bool squared = s.squared;
     terms_.push_back({"feature", g.bn, [this, squared](const TermInput& in) { return feature_sum(in.teacher.acts, layers_, squared); }});
+  } else if (g.bn > 0 && teacher.bn_taps().empty()) {
+    fail("E_NO_BN", "fast's bn term (generator.bn) needs the teacher's BatchNorm statistics; this teacher has none: pass a "
+                    "`dfkd stats` file of it as stats, or set generator.bn 0 (DAFL's terms)");
   } else if (g.bn > 0 && g.bn_momentum > 0) {
     // Fast-Datafree's bn_mmt: each layer's batch moments mixed with the running average of the
     // earlier batches' (averages_, updated after each batch from its last step's moments, last_).
@@ -46,9 +49,6 @@ MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConf
                         }
                         return sum;
                       }});
-  } else if (g.bn > 0 && teacher.bn_taps().empty()) {
-    fail("E_NO_BN", "fast's bn term (generator.bn) needs the teacher's BatchNorm statistics; this teacher has none: pass a "
-                    "`dfkd stats` file of it as stats, or set generator.bn 0 (DAFL's terms)");
   } else if (g.bn > 0) {
     terms_.push_back({"bn", g.bn, [this, bn = teacher.bn_taps()](const TermInput& in) {
                         return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn);
