@@ -31,6 +31,20 @@ describe("fast (a meta-learned generator, FastDFKD)", () => {
     expect(trained.losses.synthesis.bn).toBeLessThan(initial.losses.synthesis.bn * 0.8);
   });
 
+  it("weights its first BN layer by synth.firstBnMultiplier, with and without the running average", async () => {
+    // One batch, one step, one seed: the same samples each time, so the BN term is affine in the
+    // multiplier m (m x the first layer's loss + the others'). Before this was wired, fast read
+    // the key and ignored it (the three values were equal).
+    for (const bnMomentum of [0, 0.9]) {
+      const bn = async (firstBnMultiplier: number) => (await distill({ teacher: fx("tiny_bn.pt"), student: "resnet8", method: "fast",
+        seed: 3, threads: 1, outDir: tmp(), synth: { rounds: 1, batchSize: 8, iterations: 1, firstBnMultiplier },
+        train: { stepsPerRound: 1, batchSize: 4 }, generator: { bnMomentum }, output: { samples: false } })).losses.synthesis.bn;
+      const [b1, b2, b3] = [await bn(1), await bn(2), await bn(3)];
+      expect(b2 - b1, `bnMomentum ${bnMomentum}`).toBeGreaterThan(0);
+      expect(b3 - b1).toBeCloseTo(2 * (b2 - b1), 4);
+    }
+  });
+
   it("without BatchNorm or a stats file it uses DAFL's terms; a BN term asked for there is refused and says what to use", async () => {
     const run = (generator: Record<string, number>) => distill({ teacher: fx("tiny_nobn.pt"), student: "resnet8", method: "fast",
       outDir: tmp(), synth: { rounds: 1, batchSize: 4, iterations: 1 }, train: { stepsPerRound: 1, batchSize: 4 }, generator });

@@ -45,13 +45,14 @@ MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConf
                           auto m = losses::bn_moments(in.teacher.acts[bn[i]]);
                           last_[i] = {m.mean.detach(), m.var.detach()};
                           auto l = losses::bn_stats(m, tap.running_mean, tap.running_var, averages_[i], g_.bn_momentum);
+                          if (i == 0) l = l * s_.first_bn_multiplier;
                           sum = sum.defined() ? sum + l : l;
                         }
                         return sum;
                       }});
   } else if (g.bn > 0) {
     terms_.push_back({"bn", g.bn, [this, bn = teacher.bn_taps()](const TermInput& in) {
-                        return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn);
+                        return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn, s_.first_bn_multiplier);
                       }});
   }
   if (g.onehot > 0)  // the reference's loss_oh: CE to the sampled classes
