@@ -14,6 +14,10 @@ const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 const positive = z.number().positive().finite();
 const nonNeg = z.number().nonnegative().finite();
+/** A teacher's input [C, H, W]: dfkd distills image classifiers (the teacher takes [N, C, H, W]). */
+export const inputShapeSchema = z.array(positiveInt).length(3, {
+  message: "expected [channels, height, width]: dfkd distills image classifiers, whose input is [N, C, H, W]",
+});
 const perChannel = z.union([z.number().finite(), z.array(z.number().finite()).min(1)]);
 const typedArray = z.custom<ArrayBufferView>((v) => ArrayBuffer.isView(v) && !(v instanceof DataView), {
   message: "expected a typed array (Float32Array, Float64Array, Uint8Array, Int32Array, BigInt64Array)",
@@ -201,7 +205,7 @@ export const distillSchema = z.strictObject({
    * 1.34x without, bench/results/dist.md). Default true. Generators always synchronize theirs. */
   distributed: z.strictObject({ timeout: positive.optional(), syncBatchNorm: z.boolean().optional() }).optional(),
   /** Teacher input [C, H, W]; default: the teacher file's dfkd metadata, or the data's shape. */
-  inputShape: z.array(positiveInt).length(3).optional(),
+  inputShape: inputShapeSchema.optional(),
   /** Wall-clock budget of the whole run: seconds, or "90s", "10m", "2h", "1h30m". The run measures
    * what a step costs on this machine and sizes itself (rounds, epochs, steps) to end within it;
    * sizes given explicitly are kept. Default: 5 minutes when no size is given. */

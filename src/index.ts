@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import {
-  adversarialSchema, datasetSchema, defaultDevice, distillSchema, generatorSchema, nativeDistillConfig, parse, synthSchema, trainSchema,
+  adversarialSchema, datasetSchema, defaultDevice, distillSchema, generatorSchema, inputShapeSchema, nativeDistillConfig, parse, synthSchema, trainSchema,
   type DistillConfig, type DatasetSpec, type Method,
 } from "./config.js";
 import { DfkdError, type ErrorCode } from "./errors.js";
@@ -205,7 +205,7 @@ export function evaluate(config: EvaluateOptions): Job<Accuracy> {
 }
 
 const infoSchema = z.strictObject({
-  inputShape: z.array(z.number().int().positive()).length(3).optional(),
+  inputShape: inputShapeSchema.optional(),
   layers: z.array(z.string().min(1)).optional(),
   device: z.string().optional(),
 });

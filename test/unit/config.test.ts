@@ -27,6 +27,8 @@ describe("distill config (no addon)", () => {
     expect(code(() => ok({ teacher: "t.pt", train: { ema: 1 } }))).toMatch(/^E_CONFIG: .*train\.ema/);
     expect(code(() => ok({ teacher: "t.pt", generator: { bnMomentum: 1 } }))).toMatch(/^E_CONFIG: .*generator\.bnMomentum/);
     expect(code(() => ok({ teacher: "t.pt", method: "" }))).toMatch(/method/);
+    // a tabular teacher's [features]: the message says what dfkd takes
+    expect(code(() => ok({ teacher: "t.pt", inputShape: [20] }))).toMatch(/^E_CONFIG: .*inputShape.*\[channels, height, width\].*image classifiers/);
     expect(code(() => ok({}))).toMatch(/teacher/);
   });
 
