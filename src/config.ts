@@ -99,6 +99,8 @@ export const synthSchema = z.strictObject({
   bankSize: nonNegInt.optional(),
   ce: nonNeg.optional(),
   bn: nonNeg.optional(),
+  /** The first BatchNorm layer's weight in the BN term (DeepInversion's first_bn_multiplier;
+   * deepinversion's default 10, fast's 1). */
   firstBnMultiplier: nonNeg.optional(),
   feature: nonNeg.optional(),
   squared: z.boolean().optional(),
