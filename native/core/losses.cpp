@@ -82,12 +82,16 @@ torch::Tensor bn_stats(const torch::Tensor& act, const torch::Tensor& run_mean, 
 }
 
 torch::Tensor bn_sum(const std::vector<torch::Tensor>& acts, const std::vector<Tap>& taps,
-                     const std::vector<int64_t>& bn, double first_multiplier) {
+                     const std::vector<int64_t>& bn, double first_multiplier, const std::vector<Moments>& averages,
+                     double k, std::vector<Moments>* moments) {
   torch::Tensor sum = torch::zeros({}, acts.at(bn.at(0)).options());
+  if (moments) moments->resize(bn.size());
   for (size_t i = 0; i < bn.size(); ++i) {
     auto& tap = taps[bn[i]];
     double m = i == 0 ? first_multiplier : 1.0;
-    sum = sum + m * bn_stats(acts[bn[i]], tap.running_mean, tap.running_var);
+    auto batch = bn_moments(acts[bn[i]]);
+    if (moments) (*moments)[i] = {batch.mean.detach(), batch.var.detach()};
+    sum = sum + m * bn_stats(batch, tap.running_mean, tap.running_var, averages.empty() ? Moments{} : averages.at(i), k);
   }
   return sum;
 }

@@ -70,8 +70,12 @@ torch::Tensor bn_stats(const Moments& batch, const torch::Tensor& run_mean, cons
                        const Moments& average = {}, double k = 0.0);
 // The BN loss of a whole teacher: sum over its BN taps (indices `bn` into `taps`/`acts`) of
 // bn_stats, the first layer's weighted by `first_multiplier` (DeepInversion's first_bn_multiplier).
+// With `averages` (one per tap; an undefined one: none yet) each layer's moments are mixed with
+// its average at momentum k (bn_stats above), and `moments`, if given, receives each layer's batch
+// moments, detached (what the caller's averages are updated from).
 torch::Tensor bn_sum(const std::vector<torch::Tensor>& acts, const std::vector<Tap>& taps,
-                     const std::vector<int64_t>& bn, double first_multiplier = 1.0);
+                     const std::vector<int64_t>& bn, double first_multiplier = 1.0,
+                     const std::vector<Moments>& averages = {}, double k = 0.0, std::vector<Moments>* moments = nullptr);
 // Statistical feature matching for one layer against stored mean and std per channel:
 // ||mu_T - mu(x)||_2 + ||sigma_T - sigma(x)||_2, or with squared norms.
 torch::Tensor feature_stats(const torch::Tensor& act, const torch::Tensor& mean, const torch::Tensor& std,

@@ -32,27 +32,15 @@ MetaGeneratorSynth::MetaGeneratorSynth(const SynthConfig& s, const GeneratorConf
   } else if (g.bn > 0 && teacher.bn_taps().empty()) {
     fail("E_NO_BN", "fast's bn term (generator.bn) needs the teacher's BatchNorm statistics; this teacher has none: pass a "
                     "`dfkd stats` file of it as stats, or set generator.bn 0 (DAFL's terms)");
-  } else if (g.bn > 0 && g.bn_momentum > 0) {
-    // Fast-Datafree's bn_mmt: each layer's batch moments mixed with the running average of the
-    // earlier batches' (averages_, updated after each batch from its last step's moments, last_).
-    const auto bn = teacher.bn_taps();
-    averages_.resize(bn.size());
-    last_.resize(bn.size());
-    terms_.push_back({"bn", g.bn, [this, bn](const TermInput& in) {
-                        torch::Tensor sum;
-                        for (size_t i = 0; i < bn.size(); ++i) {
-                          auto& tap = teacher_.taps()[bn[i]];
-                          auto m = losses::bn_moments(in.teacher.acts[bn[i]]);
-                          last_[i] = {m.mean.detach(), m.var.detach()};
-                          auto l = losses::bn_stats(m, tap.running_mean, tap.running_var, averages_[i], g_.bn_momentum);
-                          if (i == 0) l = l * s_.first_bn_multiplier;
-                          sum = sum.defined() ? sum + l : l;
-                        }
-                        return sum;
-                      }});
   } else if (g.bn > 0) {
-    terms_.push_back({"bn", g.bn, [this, bn = teacher.bn_taps()](const TermInput& in) {
-                        return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn, s_.first_bn_multiplier);
+    // With generator.bnMomentum, Fast-Datafree's bn_mmt: each layer's batch moments mixed with the
+    // running average of the earlier batches' (averages_, updated after each batch from its last
+    // step's moments, last_).
+    const auto bn = teacher.bn_taps();
+    if (g.bn_momentum > 0) averages_.resize(bn.size()), last_.resize(bn.size());
+    terms_.push_back({"bn", g.bn, [this, bn](const TermInput& in) {
+                        return losses::bn_sum(in.teacher.acts, teacher_.taps(), bn, s_.first_bn_multiplier, averages_,
+                                              g_.bn_momentum, averages_.empty() ? nullptr : &last_);
                       }});
   }
   if (g.onehot > 0)  // the reference's loss_oh: CE to the sampled classes
