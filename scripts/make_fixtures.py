@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "fixtures")
-VERSION = "4"  # bump when fixtures change
+VERSION = "5"  # bump when fixtures change
 
 
 class Block(nn.Module):
@@ -62,6 +62,18 @@ class InputBN(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.bn(x), 1))
+
+
+class Softmaxed(nn.Module):
+    """A classifier whose forward ends in a softmax (or log_softmax): what many users' models return."""
+
+    def __init__(self, net, log):
+        super().__init__()
+        self.net, self.log = net, log
+
+    def forward(self, x):
+        z = self.net(x)
+        return F.log_softmax(z, 1) if self.log else F.softmax(z, 1)
 
 
 class BadOutput(nn.Module):
@@ -151,6 +163,8 @@ def main():
     save(torch.jit.script(bn), "tiny_bn.pt", meta)
     save(torch.jit.trace(bn, x[:4]), "tiny_bn_traced.pt", meta)
     save(torch.jit.script(bn), "tiny_bn_nometa.pt")
+    save(torch.jit.script(Softmaxed(bn, False)), "tiny_bn_softmax.pt", meta)
+    save(torch.jit.script(Softmaxed(bn, True)), "tiny_bn_logsoftmax.pt", meta)
     nobn = TinyNoBN()
     acc_nobn = train(nobn, x, y)
     save(torch.jit.script(nobn), "tiny_nobn.pt", meta)

@@ -59,7 +59,8 @@ export interface DistillReport {
   /** When the method was "auto": why this one. */
   methodChoice?: { method: "auto"; reason: string };
   budget?: BudgetReport;
-  teacher: { path: string; parameters: number };
+  /** `output`: what the teacher's forward returns (TeacherInfo.output). */
+  teacher: { path: string; parameters: number; output: TeacherOutput };
   student: { path: string; parameters: number };
   device: string;
   seed: number;
@@ -100,12 +101,20 @@ export interface DistillReport {
   threads: number;
 }
 
+/** What a teacher's forward returns, found by probing it: "logits"; "log-probabilities" (a
+ * log_softmax at its end: used as logits, which they are up to a constant per row); or
+ * "probabilities" (a softmax at its end: rows in [0, 1] summing to 1), which dfkd turns into their
+ * logarithms before any loss (KD at temperature T on probabilities would see near-uniform targets).
+ * A student dfkd writes returns logits either way. */
+export type TeacherOutput = "logits" | "log-probabilities" | "probabilities";
+
 export interface TeacherInfo {
   path: string;
   device: string;
   parameters: number;
   inputShape: number[];
   numClasses: number;
+  output: TeacherOutput;
   bnLayers: number;
   /** Convolution calls in the teacher's forward (0: an MLP; `auto` picks by it without BatchNorm). */
   convolutions: number;

@@ -2,8 +2,8 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
-import { info, runtime, zoo } from "../src/index.js";
-import { fx, rejectsWith, ROOT, TEACHER } from "./helpers.js";
+import { distill, info, runtime, zoo } from "../src/index.js";
+import { blobs, fx, rejectsWith, ROOT, TEACHER, tmp } from "./helpers.js";
 
 describe("addon and teacher introspection", () => {
   it("loads the addon built against libtorch 2.x without LD_LIBRARY_PATH", () => {
@@ -69,5 +69,32 @@ describe("addon and teacher introspection", () => {
     const e = await rejectsWith(info(fx("tiny_bn.pt"), { inputShape: [3, 8, 8] }), "E_SHAPE");
     expect(e.message).toContain("[2, 3, 8, 8]");
     await rejectsWith(info(fx("bad_output.pt")), "E_MODEL_OUTPUT");
+  });
+
+  it("probes what the forward returns: logits, log-probabilities (log_softmax) or probabilities (softmax)", async () => {
+    expect((await info(fx("tiny_bn.pt"))).output).toBe("logits");
+    expect((await info(fx("tiny_nobn.pt"))).output).toBe("logits");
+    expect((await info(fx("tiny_bn_logsoftmax.pt"))).output).toBe("log-probabilities");
+    expect((await info(fx("tiny_bn_softmax.pt"))).output).toBe("probabilities");
+  });
+
+  it("distills a teacher that returns probabilities as it does the same teacher returning logits", async () => {
+    // log softmax(z) = z - logsumexp(z): the BN, one-hot, adversarial and KD terms see the same
+    // values from the three files (up to rounding). Taken as logits, the softmax's outputs (all in
+    // [0, 1]) give KD at T = 20 near-uniform targets: the student's KD loss was 1e-4 of the others'.
+    const run = (teacher: string) => distill({ teacher: fx(teacher), student: "resnet8", method: "fast", seed: 5, threads: 1,
+      outDir: tmp(), synth: { rounds: 3, batchSize: 16, iterations: 2 }, train: { stepsPerRound: 4, batchSize: 16 },
+      generator: { advWarmup: 0 }, test: blobs.test, output: { samples: false } });
+    const [logits, logp, probs] = [await run("tiny_bn.pt"), await run("tiny_bn_logsoftmax.pt"), await run("tiny_bn_softmax.pt")];
+    expect([logits.teacher.output, logp.teacher.output, probs.teacher.output]).toEqual(["logits", "log-probabilities", "probabilities"]);
+    // (rounding drifts apart over the steps: within 2% of each other)
+    const near = (a: number | undefined, b: number, what: string) => expect(Math.abs(a! - b), `${what}: ${a} against ${b}`).toBeLessThan(0.02 * Math.abs(b) + 1e-4);
+    for (const r of [logp, probs]) {
+      for (const [k, v] of Object.entries(logits.losses.synthesis)) near(r.losses.synthesis[k], v, k);
+      for (const [k, v] of Object.entries(logits.losses.student)) near(r.losses.student[k], v, k);
+      near(r.evaluation!.studentAccuracy, logits.evaluation!.studentAccuracy, "student accuracy");
+    }
+    console.log(JSON.stringify([logits, probs].map((r) => ({ ...r.losses, acc: r.evaluation!.studentAccuracy }))));
+    expect(logits.losses.student.kd ?? logits.losses.student.total).toBeGreaterThan(1e-3);
   });
 });

@@ -197,6 +197,9 @@ void setup(Run& r) {
   if (r.teacher->shape_source().rfind("inferred", 0) == 0)
     r.log("input shape " + shape_str(r.shape) + " " + r.teacher->shape_source() + "; pass inputShape if it is not");
   r.classes = r.teacher->num_classes(r.shape);
+  if (r.teacher->output_kind() == "probabilities")
+    r.log("the teacher returns probabilities (a softmax at the end of its forward: every row in [0, 1], summing to 1): "
+          "dfkd distills from their logarithms, which are its logits up to a constant per row; the student returns logits");
   for (auto* ds : {&r.train, &r.test})  // (cross_entropy would fail with an uncoded libtorch error)
     if (ds->labeled() && ds->size() && ds->y.max().item<int64_t>() >= r.classes)
       fail("E_DATA_INVALID", std::string(ds == &r.train ? "training" : "test") + " labels go up to " +
@@ -400,7 +403,7 @@ Json report_of(Run& r) {
     b["spent"] = total;
     report["budget"] = b;
   }
-  report["teacher"] = Json(Json::Object{{"path", r.teacher->path()}, {"parameters", tp}});
+  report["teacher"] = Json(Json::Object{{"path", r.teacher->path()}, {"parameters", tp}, {"output", r.teacher->output_kind()}});
   report["student"] = Json(Json::Object{{"path", r.cfg.output.student}, {"parameters", sp}});
   report["device"] = r.device.str();
   report["seed"] = double(r.cfg.seed);

@@ -90,7 +90,15 @@ Teacher::Teacher(const std::string& path, torch::Device device, const std::vecto
   }
 }
 
-torch::Tensor Teacher::logits(const torch::Tensor& x) { return run_logits(module_, x, "teacher"); }
+namespace {
+// A softmax teacher's outputs as logits: log p (clamped so that a saturated 0 stays finite).
+torch::Tensor log_of(const torch::Tensor& p) { return torch::log(p.clamp_min(1e-30)); }
+}  // namespace
+
+torch::Tensor Teacher::logits(const torch::Tensor& x) {
+  auto t = run_logits(module_, x, "teacher");
+  return output_ == "probabilities" ? log_of(t) : t;
+}
 
 Tapped Teacher::forward_tapped(const torch::Tensor& x) {
   ForwardCast fc;
@@ -108,6 +116,7 @@ Tapped Teacher::forward_tapped(const torch::Tensor& x) {
   auto first = elems.at(0);
   if (first.isTuple()) first = first.toTupleRef().elements().at(0);
   out.logits = fc.out(first.toTensor());
+  if (output_ == "probabilities") out.logits = log_of(out.logits);
   for (size_t i = 1; i < elems.size(); ++i) out.acts.push_back(fc.out(elems[i].toTensor()));
   return out;
 }
@@ -189,7 +198,21 @@ int64_t Teacher::num_classes(const std::vector<int64_t>& shape) {
     torch::NoGradGuard ng;
     std::vector<int64_t> full{2};
     full.insert(full.end(), shape.begin(), shape.end());
-    num_classes_ = logits(torch::zeros(full, torch::TensorOptions().device(device_))).size(1);
+    // Two inputs, zeros and a fixed pattern (not the run's RNG): the rows of both must be
+    // probabilities (or log-probabilities) for the forward to be taken for a softmax (log_softmax).
+    // The tolerance covers bf16 autocast.
+    const auto opts = torch::TensorOptions().device(device_);
+    auto zero = run_logits(module_, torch::zeros(full, opts), "teacher");
+    auto pattern = run_logits(module_, torch::arange(c10::multiply_integers(full), opts).reshape(full).mul(0.37).sin(), "teacher");
+    num_classes_ = zero.size(1);
+    auto rows_sum_to_one = [](const torch::Tensor& p) { return (p.sum(1) - 1).abs().max().item<double>() < 2e-2; };
+    bool probs = num_classes_ > 1, logp = num_classes_ > 1;
+    for (const auto& t : {zero, pattern}) {
+      const auto f = t.to(torch::kDouble);
+      probs = probs && f.isfinite().all().item<bool>() && f.min().item<double>() >= 0 && f.max().item<double>() <= 1 && rows_sum_to_one(f);
+      logp = logp && f.isfinite().all().item<bool>() && f.max().item<double>() <= 0 && rows_sum_to_one(f.exp());
+    }
+    output_ = probs ? "probabilities" : logp ? "log-probabilities" : "logits";
   }
   return num_classes_;
 }
@@ -205,6 +228,7 @@ Json Teacher::info(const std::vector<int64_t>& shape) {
   for (auto d : shape) in.emplace_back(d);
   j["inputShape"] = Json(in);
   j["numClasses"] = num_classes(shape);
+  j["output"] = output_;
   Json::Array taps;
   for (auto& t : taps_) {
     Json tj;

@@ -46,6 +46,12 @@ class Teacher {
   // How the last input_shape() was found: "given", "metadata" or what inference read.
   const std::string& shape_source() const { return shape_source_; }
   int64_t num_classes(const std::vector<int64_t>& input_shape);  // runs one forward, cached
+  // What the forward returns, found by num_classes()'s probe: "logits", "log-probabilities" (a
+  // log_softmax at its end: logits up to a constant per row, used as they are) or "probabilities"
+  // (a softmax at its end: rows in [0, 1] that sum to 1). Probabilities would flatten every loss on
+  // softmax(logits / T) (KD at T = 20 sees near-uniform targets): logits() and forward_tapped()
+  // return their logarithms instead, which are logits up to a constant per row.
+  const std::string& output_kind() const { return output_; }
   Json info(const std::vector<int64_t>& input_shape);
 
   torch::jit::Module& module() { return module_; }
@@ -60,6 +66,7 @@ class Teacher {
   std::vector<Tap> taps_;
   std::shared_ptr<torch::jit::GraphFunction> tapped_fn_;
   int64_t num_classes_ = -1;
+  std::string output_ = "logits";
   int64_t convolutions_ = 0;
   std::string shape_source_;
 };
