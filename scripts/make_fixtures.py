@@ -1,5 +1,6 @@
 """Makes the tiny test fixtures under test/fixtures/ (deterministic, a few seconds on CPU).
 Usage: python3 scripts/make_fixtures.py [outdir]"""
+import copy
 import gzip
 import json
 import os
@@ -12,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "fixtures")
-VERSION = "5"  # bump when fixtures change
+VERSION = "6"  # bump when fixtures change
 
 
 class Block(nn.Module):
@@ -74,6 +75,31 @@ class Softmaxed(nn.Module):
     def forward(self, x):
         z = self.net(x)
         return F.log_softmax(z, 1) if self.log else F.softmax(z, 1)
+
+
+class DictOutput(nn.Module):
+    """A forward that returns a dict (Hugging Face style): {"logits", "features"}, or no "logits"."""
+
+    def __init__(self, net, named):
+        super().__init__()
+        self.net, self.named = net, named
+
+    def forward(self, x) -> dict[str, torch.Tensor]:
+        z = self.net(x)
+        return {"logits": z, "features": x.flatten(1)} if self.named else {"a": z, "b": z}
+
+
+class NoRunningStats(nn.Module):
+    """BatchNorm with track_running_stats=False: it normalizes by each batch's moments, nothing stored."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4, track_running_stats=False)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.bn(self.conv(x))), 1), 1))
 
 
 class BadOutput(nn.Module):
@@ -165,6 +191,9 @@ def main():
     save(torch.jit.script(bn), "tiny_bn_nometa.pt")
     save(torch.jit.script(Softmaxed(bn, False)), "tiny_bn_softmax.pt", meta)
     save(torch.jit.script(Softmaxed(bn, True)), "tiny_bn_logsoftmax.pt", meta)
+    save(torch.jit.script(copy.deepcopy(bn)).half(), "tiny_bn_half.pt", meta)
+    save(torch.jit.script(DictOutput(bn, True)), "tiny_bn_dict.pt", meta)
+    save(torch.jit.script(DictOutput(bn, False)), "tiny_bn_dict_nologits.pt", meta)
     nobn = TinyNoBN()
     acc_nobn = train(nobn, x, y)
     save(torch.jit.script(nobn), "tiny_nobn.pt", meta)
@@ -199,6 +228,10 @@ def main():
 
     torch.manual_seed(4)  # after every other fixture: they keep their values
     save(torch.jit.script(InputBN().eval()), "input_bn.pt", meta)
+    torch.manual_seed(5)
+    norun = NoRunningStats()
+    train(norun, x, y)
+    save(torch.jit.script(norun), "tiny_norunningstats.pt", meta)
 
     open(stamp, "w").write(VERSION)
     print(f"fixtures in {OUT}: tiny_bn train acc {acc:.3f}, tiny_nobn {acc_nobn:.3f}")

@@ -115,6 +115,11 @@ export interface TeacherInfo {
   inputShape: number[];
   numClasses: number;
   output: TeacherOutput;
+  /** The dtype its floating weights are stored in ("Float", "Half", "BFloat16", "Double"); dfkd
+   * runs every teacher in float32 (config precision "bf16" asks for autocast). */
+  storedDtype: string;
+  /** BatchNorm layers with running statistics (one built with track_running_stats=False stores none
+   * and does not count). */
   bnLayers: number;
   /** Convolution calls in the teacher's forward (0: an MLP; `auto` picks by it without BatchNorm). */
   convolutions: number;

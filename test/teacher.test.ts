@@ -97,4 +97,37 @@ describe("addon and teacher introspection", () => {
     console.log(JSON.stringify([logits, probs].map((r) => ({ ...r.losses, acc: r.evaluation!.studentAccuracy }))));
     expect(logits.losses.student.kd ?? logits.losses.student.total).toBeGreaterThan(1e-3);
   });
+
+  it("runs a teacher stored in float16 in float32, with the same predictions as its float32 twin", async () => {
+    const [half, full] = [await info(fx("tiny_bn_half.pt")), await info(fx("tiny_bn.pt"))];
+    expect([half.storedDtype, full.storedDtype]).toEqual(["Half", "Float"]);
+    expect(half.numClasses).toBe(3);
+    // Before, its half weights met dfkd's float32 inputs: E_SHAPE ("rejected an input").
+    const run = (teacher: string) => distill({ teacher: fx(teacher), student: "resnet8", method: "fast", seed: 1, threads: 1,
+      outDir: tmp(), synth: { rounds: 1, batchSize: 8, iterations: 1 }, train: { stepsPerRound: 1, batchSize: 8 },
+      test: blobs.test, output: { samples: false } });
+    const [h, f] = [await run("tiny_bn_half.pt"), await run("tiny_bn.pt")];
+    expect(f.evaluation!.teacherAccuracy).toBeGreaterThan(0.9);
+    expect(Math.abs(h.evaluation!.teacherAccuracy! - f.evaluation!.teacherAccuracy!)).toBeLessThanOrEqual(0.01);
+  });
+
+  it("takes the logits of a forward that returns a dict, and says what it found when there are none", async () => {
+    expect((await info(fx("tiny_bn_dict.pt"))).numClasses).toBe(3);
+    const r = await distill({ teacher: fx("tiny_bn_dict.pt"), student: "resnet8", method: "fast", seed: 1, threads: 1, outDir: tmp(),
+      synth: { rounds: 1, batchSize: 8, iterations: 1 }, train: { stepsPerRound: 1, batchSize: 8 }, test: blobs.test, output: { samples: false } });
+    expect(r.evaluation!.teacherAccuracy).toBeGreaterThan(0.9);
+    const e = await rejectsWith(info(fx("tiny_bn_dict_nologits.pt")), "E_MODEL_OUTPUT");
+    expect(e.message).toContain("keys: a, b");
+  });
+
+  it("does not take BatchNorm without running statistics for a BN layer: nothing stored to match", async () => {
+    // track_running_stats=False: its graph passes None for the statistics (this was E_TAPS).
+    const t = await info(fx("tiny_norunningstats.pt"));
+    expect(t.bnLayers).toBe(0);
+    expect(t.convolutions).toBe(1);
+    const r = await distill({ teacher: fx("tiny_norunningstats.pt"), student: "resnet8", seed: 1, threads: 1, outDir: tmp(), budget: 3,
+      test: blobs.test, output: { samples: false } });
+    expect(r.methodChoice!.reason).toMatch(/no BatchNorm/);
+    expect(r.method).not.toBe("deepinversion");
+  });
 });

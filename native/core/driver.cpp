@@ -197,6 +197,9 @@ void setup(Run& r) {
   if (r.teacher->shape_source().rfind("inferred", 0) == 0)
     r.log("input shape " + shape_str(r.shape) + " " + r.teacher->shape_source() + "; pass inputShape if it is not");
   r.classes = r.teacher->num_classes(r.shape);
+  if (!r.teacher->stored_dtype().empty())
+    r.log("the teacher's weights are stored as " + r.teacher->stored_dtype() + ": it runs in float32 (precision \"bf16\" "
+          "asks for bfloat16 autocast)");
   if (r.teacher->output_kind() == "probabilities")
     r.log("the teacher returns probabilities (a softmax at the end of its forward: every row in [0, 1], summing to 1): "
           "dfkd distills from their logarithms, which are its logits up to a constant per row; the student returns logits");

@@ -33,10 +33,9 @@ std::optional<std::string> attr_path(Value* v, Value* self) {
   return out;
 }
 
-torch::Tensor resolve_tensor(torch::jit::Module& m, Value* v, Value* self) {
-  if (auto iv = torch::jit::toIValue(v)) {  // frozen modules: stats are constants
-    if (iv->isTensor()) return iv->toTensor();
-  }
+// What v holds: a constant (frozen modules), or the attribute self.a.b.c it reads.
+torch::jit::IValue resolve(torch::jit::Module& m, Value* v, Value* self) {
+  if (auto iv = torch::jit::toIValue(v)) return *iv;
   auto path = attr_path(v, self);
   if (!path) fail("E_TAPS", "cannot resolve the running statistics of a batch_norm in the teacher's graph");
   torch::jit::IValue cur = m._ivalue();
@@ -48,8 +47,8 @@ torch::Tensor resolve_tensor(torch::jit::Module& m, Value* v, Value* self) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
-  if (!cur.isTensor()) fail("E_TAPS", "batch_norm statistic '" + *path + "' is not a tensor");
-  return cur.toTensor();
+  if (!cur.isTensor() && !cur.isNone()) fail("E_TAPS", "batch_norm statistic '" + *path + "' is not a tensor");
+  return cur;
 }
 
 }  // namespace
@@ -96,6 +95,13 @@ std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Modu
   int bn_i = 0;
   for (Node* n : graph->block()->nodes()) {
     if (n->kind() != c10::aten::batch_norm) continue;
+    // BatchNorm without running statistics (track_running_stats=False) normalizes every batch by
+    // its own moments, in eval too: nothing stored to match, so not a BN tap (the teacher counts
+    // as BN-less if it has no other).
+    if (n->input(3)->type()->kind() == c10::TypeKind::NoneType || n->input(4)->type()->kind() == c10::TypeKind::NoneType)
+      continue;
+    auto running_mean = resolve(m, n->input(3), self), running_var = resolve(m, n->input(4), self);
+    if (running_mean.isNone() || running_var.isNone()) continue;
     auto path = attr_path(n->input(1), self);  // weight: "layer1.0.bn1.weight" -> module path
     std::string name = path ? path->substr(0, path->rfind('.')) : "bn" + std::to_string(bn_i);
     if (!path) {
@@ -103,8 +109,7 @@ std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Modu
     }
     ++bn_i;
     outs.push_back(n->input(0));
-    taps.push_back({name, TapKind::bn, resolve_tensor(m, n->input(3), self).detach(),
-                    resolve_tensor(m, n->input(4), self).detach()});
+    taps.push_back({name, TapKind::bn, running_mean.toTensor().detach(), running_var.toTensor().detach()});
   }
   if (convolutions) {  // scripted (aten::conv2d, ...) and traced (aten::_convolution) alike
     *convolutions = 0;

@@ -28,7 +28,7 @@ static std::string not_torchscript_hint(const std::string& bytes) {
          "torch.jit.script(model).save('teacher.pt') or torch.jit.trace(model, example_input).save('teacher.pt')";
 }
 
-torch::jit::Module load_module(const std::string& path, torch::Device device, Json* meta) {
+torch::jit::Module load_module(const std::string& path, torch::Device device, Json* meta, std::string* converted) {
   std::string bytes = read_file(path, "E_MODEL_NOT_FOUND");
   torch::jit::ExtraFilesMap extra{{kMetaFile, ""}};
   torch::jit::Module m;
@@ -49,6 +49,17 @@ torch::jit::Module load_module(const std::string& path, torch::Device device, Js
     }
   }
   m.eval();
+  // Weights saved in float16, bfloat16 or float64 (a model exported for inference, or trained in
+  // double): dfkd feeds float32 inputs (autocast, when asked, lowers them itself), so the module
+  // runs in float32; float16 and bfloat16 convert without loss.
+  std::string stored;
+  for (const auto& t : m.parameters())
+    if (t.is_floating_point() && t.scalar_type() != at::kFloat) { stored = c10::toString(t.scalar_type()); break; }
+  if (stored.empty())
+    for (const auto& t : m.buffers())
+      if (t.is_floating_point() && t.scalar_type() != at::kFloat) { stored = c10::toString(t.scalar_type()); break; }
+  if (!stored.empty()) m.to(at::kFloat);
+  if (converted) *converted = stored;
   return m;
 }
 
@@ -56,6 +67,30 @@ void save_module(torch::jit::Module& m, const std::string& path, const Json& met
   std::ostringstream out;
   m.save(out, {{kMetaFile, meta.dump()}});
   write_file_atomic(path, out.str());
+}
+
+// The logits in what a forward returned: a tensor; a tuple's first element (a model that also
+// returns features); a dict's "logits" entry, or its only tensor (Hugging Face style outputs).
+static torch::Tensor logits_of(const torch::jit::IValue& out, const char* who) {
+  auto v = out;
+  if (v.isTuple()) v = v.toTupleRef().elements().at(0);
+  if (v.isGenericDict()) {
+    auto d = v.toGenericDict();
+    std::string keys;
+    torch::jit::IValue only;
+    int tensors = 0;
+    for (const auto& e : d) {
+      const std::string k = e.key().isString() ? e.key().toStringRef() : e.key().tagKind();
+      keys += (keys.empty() ? "" : ", ") + k;
+      if (k == "logits" && e.value().isTensor()) return e.value().toTensor();
+      if (e.value().isTensor()) ++tensors, only = e.value();
+    }
+    if (tensors == 1) return only.toTensor();
+    fail("E_MODEL_OUTPUT", std::string("the ") + who + "'s forward returns a dict without a \"logits\" entry (keys: " +
+                               keys + "); return the logits, a tuple whose first element they are, or a dict with \"logits\"");
+  }
+  if (!v.isTensor()) fail("E_MODEL_OUTPUT", std::string("the ") + who + "'s forward must return a tensor of logits");
+  return v.toTensor();
 }
 
 torch::Tensor run_logits(torch::jit::Module& m, const torch::Tensor& x, const char* who) {
@@ -69,10 +104,7 @@ torch::Tensor run_logits(torch::jit::Module& m, const torch::Tensor& x, const ch
     throw Error("E_SHAPE", std::string("the ") + who + " rejected an input of shape " + shape_str(x.sizes()) +
                                ": " + std::string(e.what()).substr(0, 400));
   }
-  if (out.isTuple()) out = out.toTupleRef().elements().at(0);
-  if (!out.isTensor())
-    fail("E_MODEL_OUTPUT", std::string("the ") + who + "'s forward must return a tensor of logits");
-  auto t = fc.out(out.toTensor());
+  auto t = fc.out(logits_of(out, who));
   if (t.dim() != 2)
     fail("E_MODEL_OUTPUT", std::string("the ") + who + " must return 2-D logits [batch, classes], got shape " +
                                shape_str(t.sizes()));
@@ -81,7 +113,7 @@ torch::Tensor run_logits(torch::jit::Module& m, const torch::Tensor& x, const ch
 
 Teacher::Teacher(const std::string& path, torch::Device device, const std::vector<std::string>& layers)
     : path_(path), device_(device) {
-  module_ = load_module(path, device, &meta_);
+  module_ = load_module(path, device, &meta_, &stored_dtype_);
   for (auto p : module_.parameters()) p.requires_grad_(false);
   try {
     tapped_fn_ = build_tapped_forward(module_, layers, taps_, &convolutions_);
@@ -113,9 +145,7 @@ Tapped Teacher::forward_tapped(const torch::Tensor& x) {
   }
   auto elems = stack.back().toTupleRef().elements();
   Tapped out;
-  auto first = elems.at(0);
-  if (first.isTuple()) first = first.toTupleRef().elements().at(0);
-  out.logits = fc.out(first.toTensor());
+  out.logits = fc.out(logits_of(elems.at(0), "teacher"));
   if (output_ == "probabilities") out.logits = log_of(out.logits);
   for (size_t i = 1; i < elems.size(); ++i) out.acts.push_back(fc.out(elems[i].toTensor()));
   return out;
@@ -229,6 +259,7 @@ Json Teacher::info(const std::vector<int64_t>& shape) {
   j["inputShape"] = Json(in);
   j["numClasses"] = num_classes(shape);
   j["output"] = output_;
+  j["storedDtype"] = stored_dtype_.empty() ? std::string("Float") : stored_dtype_;
   Json::Array taps;
   for (auto& t : taps_) {
     Json tj;

@@ -52,6 +52,8 @@ class Teacher {
   // softmax(logits / T) (KD at T = 20 sees near-uniform targets): logits() and forward_tapped()
   // return their logarithms instead, which are logits up to a constant per row.
   const std::string& output_kind() const { return output_; }
+  // The dtype its floating weights were stored in when not float32 (they run in float32), else "".
+  const std::string& stored_dtype() const { return stored_dtype_; }
   Json info(const std::vector<int64_t>& input_shape);
 
   torch::jit::Module& module() { return module_; }
@@ -67,12 +69,16 @@ class Teacher {
   std::shared_ptr<torch::jit::GraphFunction> tapped_fn_;
   int64_t num_classes_ = -1;
   std::string output_ = "logits";
+  std::string stored_dtype_;
   int64_t convolutions_ = 0;
   std::string shape_source_;
 };
 
 // Loads any TorchScript file with dfkd's error codes; also used for students.
-torch::jit::Module load_module(const std::string& path, torch::Device device, Json* meta = nullptr);
+// Floating weights stored in another dtype (float16, bfloat16, float64) are converted to float32;
+// `converted` (when given) gets the stored dtype's name then, else "".
+torch::jit::Module load_module(const std::string& path, torch::Device device, Json* meta = nullptr,
+                               std::string* converted = nullptr);
 // Saves a module with dfkd metadata, atomically.
 void save_module(torch::jit::Module& m, const std::string& path, const Json& meta);
 // Runs m.forward(x); a tuple output gives its first element; E_SHAPE / E_MODEL_OUTPUT on failure.
