@@ -118,6 +118,10 @@ export interface TeacherInfo {
   /** The dtype its floating weights are stored in ("Float", "Half", "BFloat16", "Double"); dfkd
    * runs every teacher in float32 (config precision "bf16" asks for autocast). */
   storedDtype: string;
+  /** The per-channel mean of the inputs it was trained on, where its first BatchNorm normalizes the
+   * input or a convolution of it and a linear fit of that BatchNorm's running mean holds: what
+   * `distill` infers the input normalization from when none is given (README). */
+  inputMean?: number[];
   /** BatchNorm layers with running statistics (one built with track_running_stats=False stores none
    * and does not count). */
   bnLayers: number;

@@ -70,6 +70,25 @@ describe("method auto", () => {
     expect(c.method).toBe("classical");
   });
 
+  it("infers the input normalization from the first BatchNorm when none is given (raw pixels, [-1, 1], centred)", async () => {
+    // The family's raw-pixel CNN (no metadata) and its [-1, 1] VGG without its metadata: the first
+    // BatchNorm's running mean through the first convolution gives the inputs' mean, 0.13 and -0.74
+    // for MNIST; the BN ResNet-8 (normalized by MNIST's statistics) reads as centred: no guess.
+    expect((await info(family("cnn_bn_raw"))).inputMean![0]).toBeCloseTo(0.13, 1);
+    const bare = path.join(tmp(), "vgg_bn_pm1_bare.pt");
+    python(`import torch; torch.jit.save(torch.jit.load(${JSON.stringify(family("vgg_bn_pm1"))}), ${JSON.stringify(bare)})`);
+    expect((await info(bare)).meta).toEqual({});
+    expect((await info(bare)).inputMean![0]).toBeCloseTo(-0.74, 1);
+    const run = (teacher: string, normalization?: { mean: number[]; std: number[] }) =>
+      distill({ teacher, normalization, inputShape: [1, 28, 28], outDir: tmp(), ...tinyFast, output: { samples: false } });
+    const norm = (r: Awaited<ReturnType<typeof run>>) => [r.config.normalization, (r.config.generator as Record<string, unknown>).output];
+    expect(norm(await run(family("cnn_bn_raw")))).toEqual([{ mean: [0], std: [1] }, "pixels"]);
+    expect(norm(await run(bare))).toEqual([{ mean: [0.5], std: [0.5] }, "pixels"]);
+    expect(norm(await run(family("resnet8_bn")))).toEqual([undefined, "standardized"]);
+    // what the user gives wins
+    expect(norm(await run(family("cnn_bn_raw"), MNIST_NORM))).toEqual([MNIST_NORM, "standardized"]);
+  });
+
   it("follows the input prior: no synthesis flip for 1-channel digits, jitter a sixteenth of the side", async () => {
     const r = await distill({ teacher: TEACHER, method: "deepinversion", outDir: tmp(),
       synth: { iterations: 1, batchSize: 4, rounds: 1 }, train: { stepsPerRound: 1, batchSize: 4 } });

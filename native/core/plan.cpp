@@ -1,5 +1,8 @@
 #include "core/plan.h"
 
+#include <iomanip>
+#include <sstream>
+
 #include <cmath>
 
 #include "core/driver.h"
@@ -75,6 +78,31 @@ bool could_be_data_statistics(const std::vector<double>& mean, const std::vector
   return true;
 }
 
+// A pixel convention from the teacher's input mean mu (Teacher::input_mean), for a teacher given no
+// normalization. Data-statistics normalization centres the inputs (mu = 0; the family's
+// teachers normalized by MNIST's statistics read 0.014 to 0.031); raw pixels in [0, 1] average
+// the data's mean (MNIST 0.13, natural images 0.3 to 0.5: the family's raw-pixel CNN read 0.129),
+// pixels in [0, 255] 255 times that, and [-1, 1] pixels 2 x mean - 1 (MNIST -0.74: the family's
+// [-1, 1] VGG read -0.695). The bands leave the ambiguous middle to the default (data statistics):
+// natural images in [-1, 1] (about -0.1) read as centred. Every channel must fall in one band.
+struct Convention {
+  std::string name;
+  std::vector<double> mean, std;
+};
+Convention input_convention(const std::vector<double>& mu) {
+  if (mu.empty()) return {};
+  auto all = [&](double lo, double hi) {
+    for (double v : mu)
+      if (!(v > lo && v <= hi)) return false;
+    return true;
+  };
+  const std::vector<double> zero(mu.size(), 0.0), one(mu.size(), 1.0), half(mu.size(), 0.5);
+  if (all(1.5, 255.0)) return {"raw pixels in [0, 255]", zero, std::vector<double>(mu.size(), 1.0 / 255.0)};
+  if (all(0.08, 1.5)) return {"raw pixels in [0, 1]", zero, one};
+  if (all(-1.0, -0.15)) return {"pixels scaled to [-1, 1]", half, half};
+  return {};
+}
+
 }  // namespace
 
 void resolve_defaults(DistillConfig& c, Run& r, const MethodInfo& info) {
@@ -90,6 +118,20 @@ void resolve_defaults(DistillConfig& c, Run& r, const MethodInfo& info) {
       c.mean = per_channel(ds->get("mean"));
       c.std = per_channel(ds->get("std"));
     }
+  if (c.mean.empty()) {  // none given: what the teacher's first BatchNorm says of its inputs
+    std::string why;
+    auto mu = r.teacher->input_mean(&why);
+    if (auto conv = input_convention(mu); !conv.name.empty()) {
+      c.mean = conv.mean, c.std = conv.std;
+      std::ostringstream o;
+      o << std::setprecision(3) << "input normalization: none given; the teacher's inputs average [";
+      for (size_t i = 0; i < mu.size(); ++i) o << (i ? ", " : "") << mu[i];
+      o << "]"
+        << " per channel (" << why << "): " << conv.name << ", i.e. mean " << conv.mean[0] << " / std " << conv.std[0]
+        << " per channel on pixels in [0, 1]. Pass normalization (--mean/--std) if not";
+      r.log(o.str());
+    }
+  }
   if (!c.mean.empty()) {
     r.meta["mean"] = nums_json(c.mean);
     r.meta["std"] = nums_json(c.std);

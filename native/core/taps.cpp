@@ -51,11 +51,38 @@ torch::jit::IValue resolve(torch::jit::Module& m, Value* v, Value* self) {
   return cur;
 }
 
+// The first BatchNorm node `bn` when it normalizes the input `x` or a convolution of it (groups 1).
+void first_bn_of(torch::jit::Module& m, Node* bn, Value* self, Value* x, const std::string& name, std::optional<FirstBn>& out) {
+  FirstBn f;
+  f.bn = name;
+  f.running_mean = resolve(m, bn->input(3), self).toTensor().detach();
+  Value* in = bn->input(0);
+  if (in != x) {
+    Node* conv = in->node();
+    const bool scripted = conv->kind() == c10::aten::conv2d, traced = conv->kind() == c10::aten::_convolution;
+    if (!(scripted || traced) || conv->input(0) != x) return;
+    auto groups = torch::jit::toIValue(conv->input(traced ? 8 : 6));
+    if (!groups || !groups->isInt() || groups->toInt() != 1) return;
+    if (traced && torch::jit::toIValue(conv->input(6)).value_or(false).toBool()) return;  // transposed
+    auto w = resolve(m, conv->input(1), self);
+    if (!w.isTensor()) return;
+    f.weight = w.toTensor().detach();
+    if (conv->input(2)->type()->kind() != c10::TypeKind::NoneType) {
+      auto b = resolve(m, conv->input(2), self);
+      if (b.isTensor()) f.bias = b.toTensor().detach();
+    }
+    auto p = attr_path(conv->input(1), self);
+    f.conv = p ? p->substr(0, p->rfind('.')) : "the first convolution";
+  }
+  out = f;
+}
+
 }  // namespace
 
 std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Module& m,
                                                                 const std::vector<std::string>& layers,
-                                                                std::vector<Tap>& taps, int64_t* convolutions) {
+                                                                std::vector<Tap>& taps, int64_t* convolutions,
+                                                                std::optional<FirstBn>* first_bn) {
   auto graph = m.get_method("forward").graph()->copy();
   Value* self = graph->inputs().at(0);
   std::set<std::string> wanted(layers.begin(), layers.end());
@@ -110,6 +137,7 @@ std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Modu
     ++bn_i;
     outs.push_back(n->input(0));
     taps.push_back({name, TapKind::bn, running_mean.toTensor().detach(), running_var.toTensor().detach()});
+    if (first_bn && bn_i == 1) first_bn_of(m, n, self, graph->inputs().at(1), name, *first_bn);
   }
   if (convolutions) {  // scripted (aten::conv2d, ...) and traced (aten::_convolution) alike
     *convolutions = 0;

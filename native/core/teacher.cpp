@@ -116,7 +116,7 @@ Teacher::Teacher(const std::string& path, torch::Device device, const std::vecto
   module_ = load_module(path, device, &meta_, &stored_dtype_);
   for (auto p : module_.parameters()) p.requires_grad_(false);
   try {
-    tapped_fn_ = build_tapped_forward(module_, layers, taps_, &convolutions_);
+    tapped_fn_ = build_tapped_forward(module_, layers, taps_, &convolutions_, &first_bn_);
   } catch (...) {
     throw translate(std::current_exception(), "E_TAPS", "tapping the teacher's layers");
   }
@@ -148,6 +148,34 @@ Tapped Teacher::forward_tapped(const torch::Tensor& x) {
   out.logits = fc.out(logits_of(elems.at(0), "teacher"));
   if (output_ == "probabilities") out.logits = log_of(out.logits);
   for (size_t i = 1; i < elems.size(); ++i) out.acts.push_back(fc.out(elems[i].toTensor()));
+  return out;
+}
+
+std::vector<double> Teacher::input_mean(std::string* why) const {
+  if (!first_bn_) return {};
+  const auto& f = *first_bn_;
+  torch::NoGradGuard ng;
+  auto rm = f.running_mean.to(torch::kDouble).cpu();
+  torch::Tensor mu;
+  if (!f.weight.defined()) {  // BatchNorm on the input itself: its running mean is the input's
+    mu = rm;
+    if (why) *why = f.bn + "'s running mean (a BatchNorm on the input)";
+  } else {
+    // E[conv(x)]_o = sum_i mu_i * sum(W[o, i]) + b_o (zero padding's border ignored).
+    auto a = f.weight.to(torch::kDouble).cpu().sum({2, 3});  // [out, in]
+    if (a.size(0) != rm.size(0) || a.size(0) < 2 * a.size(1)) return {};
+    auto rhs = rm - (f.bias.defined() ? f.bias.to(torch::kDouble).cpu() : torch::zeros_like(rm));
+    mu = std::get<0>(torch::linalg_lstsq(a, rhs.unsqueeze(1))).squeeze(1);
+    const double resid = (a.matmul(mu) - rhs).abs().mean().item<double>() / std::max(rhs.abs().mean().item<double>(), 1e-12);
+    if (!(resid <= 0.2)) return {};
+    if (why) {
+      std::ostringstream o;
+      o << f.bn << "'s running mean through " << f.conv << " (least squares over its " << a.size(0)
+        << " channels, relative residual " << std::llround(resid * 1000) / 1000.0 << ")";
+      *why = o.str();
+    }
+  }
+  std::vector<double> out(mu.data_ptr<double>(), mu.data_ptr<double>() + mu.numel());
   return out;
 }
 
@@ -259,6 +287,7 @@ Json Teacher::info(const std::vector<int64_t>& shape) {
   j["inputShape"] = Json(in);
   j["numClasses"] = num_classes(shape);
   j["output"] = output_;
+  if (auto mu = input_mean(); !mu.empty()) j["inputMean"] = Json(Json::Array(mu.begin(), mu.end()));
   j["storedDtype"] = stored_dtype_.empty() ? std::string("Float") : stored_dtype_;
   Json::Array taps;
   for (auto& t : taps_) {

@@ -20,6 +20,14 @@ struct Tap {
   torch::Tensor running_mean, running_var;  // bn taps only
 };
 
+// What the graph says of the teacher's input (Teacher::input_mean): the first BatchNorm's running
+// statistics and, when that BatchNorm follows a convolution of the input itself, that
+// convolution's weight and bias (weight undefined: the BatchNorm reads the input directly).
+struct FirstBn {
+  std::string conv, bn;  // module paths
+  torch::Tensor weight, bias, running_mean;
+};
+
 struct Tapped {
   torch::Tensor logits;
   std::vector<torch::Tensor> acts;  // one per Tap, in taps() order
@@ -52,6 +60,12 @@ class Teacher {
   // softmax(logits / T) (KD at T = 20 sees near-uniform targets): logits() and forward_tapped()
   // return their logarithms instead, which are logits up to a constant per row.
   const std::string& output_kind() const { return output_; }
+  // The per-channel mean of the inputs the teacher was trained on, read from its first BatchNorm's
+  // running mean where that BatchNorm normalizes the input or a convolution of it (E[conv(x)] =
+  // mu * sum(W) + b per output channel: least squares over the output channels). Empty when the
+  // teacher has no such layer or the linear fit is poor (relative residual > 0.2). `why` says
+  // what it read.
+  std::vector<double> input_mean(std::string* why = nullptr) const;
   // The dtype its floating weights were stored in when not float32 (they run in float32), else "".
   const std::string& stored_dtype() const { return stored_dtype_; }
   Json info(const std::vector<int64_t>& input_shape);
@@ -70,6 +84,7 @@ class Teacher {
   int64_t num_classes_ = -1;
   std::string output_ = "logits";
   std::string stored_dtype_;
+  std::optional<FirstBn> first_bn_;
   int64_t convolutions_ = 0;
   std::string shape_source_;
 };
@@ -88,6 +103,7 @@ torch::Tensor run_logits(torch::jit::Module& m, const torch::Tensor& x, const ch
 // `convolutions`, when given, with the number of convolution calls in the inlined forward).
 std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Module& m,
                                                                 const std::vector<std::string>& layers,
-                                                                std::vector<Tap>& taps, int64_t* convolutions = nullptr);
+                                                                std::vector<Tap>& taps, int64_t* convolutions = nullptr,
+                                                                std::optional<FirstBn>* first_bn = nullptr);
 
 }  // namespace dfkd
