@@ -250,7 +250,9 @@ program.command("info").description("introspect a TorchScript teacher: classes, 
     try {
       const r = await info(teacher, { inputShape: o.inputShape, layers: o.layers });
       if (o.json) { process.stdout.write(JSON.stringify(r) + "\n"); return; }
-      process.stdout.write(`${r.path}\n  input ${JSON.stringify(r.inputShape)} -> ${r.numClasses} classes (${r.output}); ${r.parameters} parameters; device ${r.device}\n` +
+      const stored = r.storedDtype === "Float" ? "" : ` (stored as ${r.storedDtype}, run in float32)`;
+      const mean = r.inputMean ? `  inputs average ${JSON.stringify(r.inputMean.map((v) => Number(v.toFixed(3))))} per channel (read from the first BatchNorm)\n` : "";
+      process.stdout.write(`${r.path}\n  input ${JSON.stringify(r.inputShape)} -> ${r.numClasses} classes (${r.output}); ${r.parameters} parameters${stored}; device ${r.device}\n` + mean +
         `  ${r.bnLayers} BatchNorm layers, ${r.convolutions} convolutions; taps:\n` + r.taps.map((t) => `    ${t.name} (${t.kind}${t.channels ? `, ${t.channels} channels` : ""})`).join("\n") + "\n");
     } catch (e) {
       fail(e, !!o.json);

@@ -24,6 +24,9 @@ describe("CLI", () => {
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ numClasses: 10, bnLayers: 3 });
     expect((await dfkd("info", TEACHER)).stdout).toContain("bn3 (bn, 120 channels)");
+    const half = (await dfkd("info", fx("tiny_bn_half.pt"))).stdout;
+    expect(half).toContain("3 classes (logits); 375 parameters (stored as Half, run in float32)");
+    expect(half).toMatch(/inputs average \[0\.1\d+\] per channel \(read from the first BatchNorm\)/);
   });
 
   it("distill --json streams events and ends with the report", async () => {
