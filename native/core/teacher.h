@@ -21,7 +21,7 @@ struct Tap {
 };
 
 // What the graph says of the teacher's input (Teacher::input_mean): the first BatchNorm's running
-// statistics and, when that BatchNorm follows a convolution of the input itself, that
+// mean and, when that BatchNorm follows a convolution of the input itself, that
 // convolution's weight and bias (weight undefined: the BatchNorm reads the input directly).
 struct FirstBn {
   std::string conv, bn;  // module paths
