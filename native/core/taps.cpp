@@ -52,10 +52,11 @@ torch::jit::IValue resolve(torch::jit::Module& m, Value* v, Value* self) {
 }
 
 // The first BatchNorm node `bn` when it normalizes the input `x` or a convolution of it (groups 1).
-void first_bn_of(torch::jit::Module& m, Node* bn, Value* self, Value* x, const std::string& name, std::optional<FirstBn>& out) {
+void first_bn_of(torch::jit::Module& m, Node* bn, Value* self, Value* x, const std::string& name,
+                 const torch::Tensor& running_mean, std::optional<FirstBn>& out) {
   FirstBn f;
   f.bn = name;
-  f.running_mean = resolve(m, bn->input(3), self).toTensor().detach();
+  f.running_mean = running_mean;
   Value* in = bn->input(0);
   if (in != x) {
     Node* conv = in->node();
@@ -137,7 +138,7 @@ std::shared_ptr<torch::jit::GraphFunction> build_tapped_forward(torch::jit::Modu
     ++bn_i;
     outs.push_back(n->input(0));
     taps.push_back({name, TapKind::bn, running_mean.toTensor().detach(), running_var.toTensor().detach()});
-    if (first_bn && bn_i == 1) first_bn_of(m, n, self, graph->inputs().at(1), name, *first_bn);
+    if (first_bn && bn_i == 1) first_bn_of(m, n, self, graph->inputs().at(1), name, taps.back().running_mean, *first_bn);
   }
   if (convolutions) {  // scripted (aten::conv2d, ...) and traced (aten::_convolution) alike
     *convolutions = 0;
